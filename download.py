@@ -1,0 +1,130 @@
+"""Stage 1: fetch the DeepSportradar re-identification data (md5-checked), or make synthetic data.
+
+    python download.py                        # the official 2023 archive
+    python download.py --zip=~/synergyreid_data.zip
+    python download.py --synthetic=true       # the procedural stand-in, no network needed
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from reid.config import format_config, run
+from reid.errors import ReidError
+from reid.fetch import copy_member, download, find_member, local_source, md5sum, safe_extract
+
+MARKER = ".download.json"
+
+
+@dataclass
+class Config:
+    url: str = "https://github.com/DeepSportradar/player-reidentification-challenge/archive/refs/heads/master.zip"  # the challenge repository (branch master) as a zip; also a local path or file:// URL
+    inner_zip: str = "baseline/data/synergyreid/raw/synergyreid_data.zip"  # the dataset inside it, under its top folder
+    md5: str = "2a1cdbd10d2b8f0da6575e3581343e31"  # md5 of the dataset zip, 2023 edition (2022: 05715857791e2e88b2f11e4037fbec7d); empty skips the check
+    zip: str = ""  # a synergyreid_data.zip you already have: no download
+    data_dir: Path = Path("data")  # the dataset lands in <data_dir>/data_reid/
+    synthetic: bool = False  # make the procedural synthetic dataset instead of downloading
+    synthetic_size: str = "small"  # small (about a tenth of the 2023 counts) or full
+    seed: int = 0  # seed of the synthetic dataset
+    retries: int = 5  # retries after a dropped connection, a timeout or a 5xx answer
+    timeout: float = 30.0  # seconds without an answer before a retry
+    backoff: float = 2.0  # seconds before the first retry, doubled for each next one
+    keep_archive: bool = False  # keep the downloaded repository zip in <data_dir>/downloads/
+
+
+def read_marker(target: Path) -> dict:
+    """What download.py recorded about an existing dataset, or {} when it did not make it."""
+    try:
+        return json.loads((target / MARKER).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def dataset_root(extracted: Path) -> Path:
+    """The folder holding reid_training/: the archive's data_reid/ or its top level."""
+    for candidate in (extracted / "data_reid", extracted, *sorted(extracted.iterdir())):
+        if (candidate / "reid_training").is_dir():
+            return candidate
+    raise ReidError("the dataset zip has no reid_training folder")
+
+
+def fetch_dataset_zip(cfg: Config, downloads: Path) -> tuple[Path, str, list[Path]]:
+    """(the dataset zip, its md5, the files made here that can go once it is extracted)."""
+    if cfg.zip:
+        path = Path(cfg.zip).expanduser()
+        if not path.is_file():
+            raise ReidError(f"--zip={cfg.zip}: no such file")
+        print(f"checking md5 of {path}")
+        return path, md5sum(path), []
+    made: list[Path] = []
+    outer = local_source(cfg.url)
+    if outer is None:
+        name = Path(urlparse(cfg.url).path).name or "archive.zip"
+        outer = download(cfg.url, downloads / name, retries=cfg.retries,
+                         timeout=cfg.timeout, backoff=cfg.backoff)
+        if not cfg.keep_archive:
+            made.append(outer)
+    elif not outer.is_file():
+        raise ReidError(f"--url={cfg.url}: no such file")
+    try:
+        archive = zipfile.ZipFile(outer)
+    except zipfile.BadZipFile as exc:
+        raise ReidError(f"{outer}: not a valid zip archive ({exc}); delete it to download again") from None
+    with archive:
+        inner = downloads / Path(cfg.inner_zip).name
+        downloads.mkdir(parents=True, exist_ok=True)
+        print(f"extracting {cfg.inner_zip} from {outer}")
+        digest = copy_member(archive, find_member(archive, cfg.inner_zip), inner)
+    return inner, digest, made + [inner]
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    target = cfg.data_dir / "data_reid"
+    if cfg.synthetic:
+        make_synthetic(cfg, target)
+        return
+    if target.exists():
+        if cfg.md5 and read_marker(target).get("md5") == cfg.md5:
+            print(f"{target} is already downloaded and verified (md5 {cfg.md5}): nothing to do")
+            return
+        raise ReidError(f"{target} exists but is not the verified dataset (md5 {cfg.md5 or 'any'}): "
+                        "move it away to download again")
+    downloads = cfg.data_dir / "downloads"
+    dataset_zip, digest, made = fetch_dataset_zip(cfg, downloads)
+    if cfg.md5 and digest != cfg.md5:
+        if dataset_zip in made:
+            dataset_zip.unlink()
+        raise ReidError(f"md5 mismatch for {cfg.inner_zip}: expected {cfg.md5}, got {digest} "
+                        "(another edition? pass --md5=...)")
+    print(f"md5 {digest} ok")
+    partial = cfg.data_dir / ".data_reid.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        safe_extract(dataset_zip, partial)
+        root = dataset_root(partial)
+        (root / MARKER).write_text(json.dumps({"md5": digest, "source": cfg.zip or cfg.url}) + "\n")
+        root.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    for path in made:
+        path.unlink(missing_ok=True)
+    print(f"dataset ready in {target}")
+
+
+def make_synthetic(cfg: Config, target: Path) -> None:
+    """The procedural stand-in dataset, labelled as synthetic (reid/synthetic.py)."""
+    try:
+        from reid import synthetic
+    except ImportError:
+        raise ReidError("the synthetic generator (reid/synthetic.py) is not in this version yet") from None
+    synthetic.generate(cfg.data_dir, cfg.synthetic_size, cfg.seed)
+
+
+if __name__ == "__main__":
+    run(main, Config)

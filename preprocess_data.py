@@ -1,0 +1,57 @@
+"""Stage 2: scan the dataset and write the CSV partitions train_df.csv and challenge_df.csv.
+
+    python preprocess_data.py [--data_dir=data] [--n_folds=10]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reid.config import format_config, run
+from reid.data import build_challenge_df, build_train_df
+from reid.errors import ReidError
+
+
+@dataclass
+class Config:
+    data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/; the CSVs land there
+    n_folds: int = 10  # GroupKFold over games (capped at the number of games)
+
+
+def write_csv(df, path: Path) -> None:
+    """Write atomically, so an interrupted run never leaves half a partition."""
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    root = cfg.data_dir / "data_reid"
+    if not root.is_dir():
+        raise ReidError(f"missing dataset folder {root}: run download.py first")
+    train_df = build_train_df(root, cfg.n_folds)
+    write_csv(train_df, root / "train_df.csv")
+    counts = train_df.groupby(["split", "img_type"]).size()
+    for split in ("train", "test"):
+        players = train_df.loc[train_df["split"] == split, "player"].nunique()
+        print(f"{split:9s} players {players:5d}  queries {counts.get((split, 'q'), 0):6d}  "
+              f"gallery {counts.get((split, 'g'), 0):6d}")
+    n_folds = train_df["fold"].nunique()
+    capped = f"; n_folds={cfg.n_folds} capped at the number of games" if n_folds < cfg.n_folds else ""
+    print(f"folds     {n_folds} (grouped by game{capped})")
+    print(f"wrote {root / 'train_df.csv'}")
+
+    challenge_df = build_challenge_df(root)
+    if challenge_df is None:
+        print(f"warning: no {root / 'reid_challenge'}: no challenge_df.csv written")
+        return
+    write_csv(challenge_df, root / "challenge_df.csv")
+    kinds = challenge_df["img_type"].value_counts()
+    print(f"challenge queries {kinds.get('q', 0):6d}  gallery {kinds.get('g', 0):6d}")
+    print(f"wrote {root / 'challenge_df.csv'}")
+
+
+if __name__ == "__main__":
+    run(main, Config)

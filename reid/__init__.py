@@ -1,0 +1,1 @@
+"""Player re-identification for team sports: the shared package behind the stage scripts."""

@@ -1,0 +1,172 @@
+"""The config convention: a dataclass at the top of each script, `--field=value` overrides.
+
+A script declares `@dataclass class Config` and ends with `run(main, Config)`. Values on the
+command line are typed by the dataclass annotations; an unknown field is an error that lists
+the valid ones; `--help` prints every field with its default and the comment beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from reid.errors import ReidError
+
+C = TypeVar("C")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_value(text: str, kind: Any, name: str) -> Any:
+    """Convert one command-line string to the annotated type of field `name`."""
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in {"none", "null", ""} and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _parse_value(text, inner[0], name)
+        for candidate in inner:
+            try:
+                return _parse_value(text, candidate, name)
+            except ReidError:
+                continue
+        raise ReidError(f"--{name}={text}: not a valid {kind}")
+    if origin in (tuple, list):
+        item = args[0] if args else str
+        items = [t for t in (s.strip() for s in text.split(",")) if t]
+        values = [_parse_value(t, item, name) for t in items]
+        return tuple(values) if origin is tuple else values
+    if origin is typing.Literal:
+        if text not in args:
+            raise ReidError(f"--{name}={text}: expected one of {', '.join(map(str, args))}")
+        return text
+    if kind is bool:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ReidError(f"--{name}={text}: expected true or false")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ReidError(f"--{name}={text}: expected {kind.__name__}") from None
+    if kind is Path:
+        return Path(text)
+    return text
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The `# comment` written beside each field in the class source, for `--help`."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    pattern = re.compile(r"^\s+(\w+)\s*:[^#\n]*#\s*(.*)$")
+    return {m.group(1): m.group(2).strip() for m in map(pattern.match, source.splitlines()) if m}
+
+
+def usage(cls: type) -> str:
+    """A table of every field: name, default and comment."""
+    comments = field_comments(cls)
+    lines = [f"options (--field=value), from {cls.__module__}.{cls.__qualname__}:"]
+    for f in dataclasses.fields(cls):
+        default = getattr(cls(), f.name)
+        lines.append(f"  --{f.name}={default!s:<28} {comments.get(f.name, '')}".rstrip())
+    return "\n".join(lines)
+
+
+def parse_args(cls: type[C], argv: Sequence[str]) -> C:
+    """Build a `cls` from `--field=value` arguments; anything else is a `ReidError`."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for arg in argv:
+        match = re.fullmatch(r"--([A-Za-z_]\w*)=(.*)", arg, flags=re.S)
+        if not match:
+            raise ReidError(f"cannot read argument {arg!r}: use --field=value (see --help)")
+        name, text = match.groups()
+        if name not in names:
+            raise ReidError(f"unknown field --{name}; valid fields: {', '.join(names)}")
+        values[name] = _parse_value(text, hints[name], name)
+    return cls(**values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The config as JSON-ready values (paths as strings, tuples as lists)."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def format_config(cfg: Any) -> str:
+    """One `name = value` line per field, as printed at the start of a run."""
+    return "\n".join(f"  {k} = {v!r}" for k, v in to_dict(cfg).items())
+
+
+def save_config(cfg: Any, path: Path) -> None:
+    """Write the effective config as JSON (atomically, so a crash never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def load_config(cls: type[C], path: Path) -> C:
+    """Read a saved config back, typed by `cls`; fields the class no longer has are an error."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReidError(f"{path}: cannot read config ({exc})") from None
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ReidError(f"{path}: unknown fields {', '.join(unknown)}")
+    return cls(**{k: _from_json(v, hints[k]) for k, v in data.items()})
+
+
+def _from_json(value: Any, kind: Any) -> Any:
+    """Undo `to_dict`: JSON lists back to tuples, strings back to paths where annotated so."""
+    origin = typing.get_origin(kind)
+    if value is None:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(kind) if a is not type(None)]
+        return _from_json(value, inner[0]) if len(inner) == 1 else value
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    return value
+
+
+def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> None:
+    """The entry point of every script: parse, run, and turn a `ReidError` into one clean line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage(cls))
+        return
+    try:
+        main(parse_args(cls, argv))
+    except ReidError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

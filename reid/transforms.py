@@ -1,0 +1,57 @@
+"""Image pipelines: resize-with-pad to a square, sharpen, normalise, random erasing.
+
+Everything, random erasing included, is an albumentations transform inside one Compose, so
+a single seed fixes every random choice of an item (see `reid.data.PairDataset`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import albumentations as A
+import cv2
+from albumentations.pytorch import ToTensorV2
+
+
+def _resize_pad(img_size: int) -> list[A.BasicTransform]:
+    """Longest side to `img_size`, then pad to a square: keeps the player's proportions."""
+    return [
+        A.LongestMaxSize(max_size=img_size, interpolation=cv2.INTER_LINEAR),
+        A.PadIfNeeded(
+            min_height=img_size,
+            min_width=img_size,
+            position="center",
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+        ),
+    ]
+
+
+def train_transform(
+    img_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    sharpen: bool = True,
+    random_erasing: float = 0.5,
+) -> A.Compose:
+    """The winning entry's training pipeline.
+
+    Random erasing comes after normalisation with value 0, so erased boxes hold the mean
+    colour, as torchvision's RandomErasing would on a normalised tensor.
+    """
+    steps = _resize_pad(img_size)
+    if sharpen:
+        steps.append(A.Sharpen())
+    steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
+    if random_erasing > 0:
+        steps.append(A.Erasing(scale=(0.02, 0.33), ratio=(0.3, 3.3), fill=0, p=random_erasing))
+    steps.append(ToTensorV2())
+    return A.Compose(steps)
+
+
+def eval_transform(img_size: int, mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+    """Deterministic pipeline for features: resize-with-pad, normalise, to a CHW tensor."""
+    steps = _resize_pad(img_size)
+    steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
+    steps.append(ToTensorV2())
+    return A.Compose(steps)

@@ -1,0 +1,58 @@
+"""The --field=value convention shared by every script."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import run_script
+from reid.config import load_config, parse_args, save_config, usage
+from reid.errors import ReidError
+
+
+@dataclass
+class Example:
+    data_dir: Path = Path("data")  # where the data are
+    epochs: int = 8  # passes over the data
+    lr: float = 4e-5  # peak learning rate
+    amp: bool = True  # mixed precision on CUDA
+    splits: tuple[str, ...] = ("test", "challenge")  # which splits
+    checkpoint: str | None = None  # optional path
+
+
+def test_values_are_typed_by_the_dataclass():
+    cfg = parse_args(Example, ["--epochs=3", "--lr=1e-3", "--amp=false", "--splits=test",
+                               "--data_dir=/x", "--checkpoint=none"])
+    assert cfg == Example(Path("/x"), 3, 1e-3, False, ("test",), None)
+
+
+@pytest.mark.parametrize("arg, words", [
+    ("--epoch=3", ["unknown field --epoch", "epochs", "lr", "data_dir"]),
+    ("--epochs=three", ["--epochs=three", "int"]),
+    ("--amp=maybe", ["true or false"]),
+    ("epochs=3", ["--field=value"]),
+])
+def test_bad_arguments_are_clear_errors(arg, words):
+    with pytest.raises(ReidError) as err:
+        parse_args(Example, [arg])
+    assert all(w in str(err.value) for w in words)
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = parse_args(Example, ["--epochs=2", "--splits=a,b", "--checkpoint=x.pt"])
+    save_config(cfg, tmp_path / "config.json")
+    assert load_config(Example, tmp_path / "config.json") == cfg
+
+
+def test_help_lists_fields_with_defaults_and_comments():
+    text = usage(Example)
+    assert "--epochs=8" in text and "passes over the data" in text
+
+
+def test_scripts_reject_unknown_fields_without_traceback():
+    result = run_script("preprocess_data.py", "--n_fold=3")
+    assert result.returncode == 1
+    assert "unknown field --n_fold" in result.stderr and "n_folds" in result.stderr
+    assert "Traceback" not in result.stderr
