@@ -68,13 +68,16 @@ def _parse_value(text: str, kind: Any, name: str) -> Any:
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """The `# comment` written beside each field in the class source, for `--help`."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
+    """The `# comment` beside each field in the class source (a subclass's first), for `--help`."""
     pattern = re.compile(r"^\s+(\w+)\s*:[^#\n]*#\s*(.*)$")
-    return {m.group(1): m.group(2).strip() for m in map(pattern.match, source.splitlines()) if m}
+    comments: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        comments |= {m.group(1): m.group(2).strip() for m in map(pattern.match, source.splitlines()) if m}
+    return comments
 
 
 def usage(cls: type) -> str:

@@ -1,0 +1,336 @@
+"""The training loop both train scripts share: DDP, AMP, schedule, evaluation, checkpoints.
+
+One process per device, launched by torchrun (or plain python for one process). Every rank
+builds the same model from the same seed and walks its slice of the same global batches;
+only rank 0 evaluates, prints and writes. `last.pt` holds all that an exact resume needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from timm.scheduler import PolyLRScheduler
+from tqdm import tqdm
+
+from reid.config import format_config, save_config, to_dict
+from reid.data import (EvalDataset, PairDataset, UniquePlayerBatchSampler, identities,
+                       load_partition, split_fold)
+from reid.distance import sq_euclidean
+from reid.errors import ReidError
+from reid.features import autocast, extract_features
+from reid.losses import IDLoss, InfoNCE
+from reid.metrics import evaluate
+from reid.models import DataConfig, build_encoder
+from reid.rerank import rerank_features
+from reid.transforms import eval_transform, train_transform
+
+
+@dataclass
+class TrainConfig:
+    """Every training hyperparameter; the scripts restate the recipe's headline values."""
+
+    data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with train_df.csv
+    checkpoint_dir: Path = Path("checkpoints")  # runs are written to <checkpoint_dir>/<run_name>/
+    run_name: str = "run"  # name of the run folder
+    model: str = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"  # timm name, or open_clip:<arch>:<tag>
+    pretrained: str = "true"  # true (hub; offline package for efficientnet_lite0), false, or a weights file
+    img_size: int = 448  # square input side: resize keeping the aspect ratio, then pad
+    epochs: int = 8  # passes over the training images
+    batch_size: int = 32  # pairs per process; InfoNCE negatives span all processes
+    lr: float = 4e-5  # peak learning rate (AdamW)
+    lr_end: float = 1e-5  # learning rate at the end of the polynomial decay
+    warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs
+    poly_power: float = 1.0  # power of the polynomial decay (1 = linear)
+    weight_decay: float = 0.01  # AdamW's default
+    accum_steps: int = 1  # micro-batches per optimiser step (each its own contrastive batch)
+    clip_grad: float = 0.0  # max gradient norm; 0 turns clipping off
+    loss: Literal["infonce", "id"] = "infonce"  # InfoNCE on pairs, or ID loss (ablation)
+    label_smoothing: float = 0.1  # for both losses
+    sharpen: bool = True  # albumentations Sharpen (library defaults, p=0.5)
+    random_erasing: float = 0.5  # probability of random erasing (scale 0.02-0.33, value 0)
+    flip_p: float = 0.5  # probability of flipping a pair (both images together)
+    fold: int = -1  # -1: train on split train, validate on split test; k: validate on fold k
+    seed: int = 1  # model init, batch order and augmentation
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
+    grad_checkpointing: bool = False  # trade compute for memory on large backbones
+    num_workers: int = 4  # data loader processes per rank
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
+    resume: bool = False  # continue the run from its last.pt
+    max_steps_per_epoch: int = 0  # 0: all; a small number for smoke runs
+    eval_batch_size: int = 64  # images per batch when extracting validation features
+    rerank_eval: bool = True  # also report mAP after k-reciprocal and hard-weight re-ranking
+
+
+# fields that may differ between a run and its resumption
+RESUMABLE = {"resume", "epochs", "num_workers", "device", "eval_batch_size", "rerank_eval"}
+
+
+@dataclass
+class Dist:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Dist:
+    """One process per device under torchrun (NCCL on CUDA, gloo on CPU); else one process."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise ReidError("--device=cuda but CUDA is not available")
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if world_size > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Dist(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or cfg.amp == "off":
+        return None
+    return torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+
+
+class Siamese(nn.Module):
+    """One encoder for both images of a pair, and the loss on their features."""
+
+    def __init__(self, encoder: nn.Module, criterion: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.criterion = criterion
+
+    def forward(self, q: torch.Tensor, g: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        fq, fg = self.encoder(torch.cat([q, g])).chunk(2)
+        return self.criterion(fq, fg, labels)
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary name, then rename: a crash never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by this engine (tensors and plain values only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ReidError(f"cannot load checkpoint {path}: {exc}") from None
+
+
+def check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
+    """Refuse to resume with a different recipe, naming each field that changed."""
+    now = to_dict(cfg)
+    changed = [f"{k}: {saved[k]!r} -> {now.get(k)!r}" for k in saved if k not in RESUMABLE and saved[k] != now.get(k)]
+    if changed:
+        raise ReidError(f"{path} was trained with other settings; pass the same values to resume: "
+                        + "; ".join(changed))
+
+
+def validation_metrics(encoder: nn.Module, loader: DataLoader, device: torch.device,
+                       dtype: torch.dtype | None, rerank: bool) -> dict[str, float]:
+    """mAP and CMC on the validation split, plain and (optionally) after both re-rankings."""
+    feats, ids, types = extract_features(encoder, loader, device, dtype, desc="validation")
+    q, g = types == "q", types == "g"
+    qf, gf = feats[q], feats[g]
+    out = {}
+    methods = {"": sq_euclidean(qf, gf)}
+    if rerank:
+        for method, suffix in (("k_reciprocal", "_kr"), ("hard_weight", "_hw")):
+            methods[suffix] = rerank_features(qf, gf, method=method)
+    for suffix, distmat in methods.items():
+        scores = evaluate(distmat, ids[q], ids[g])
+        out |= {f"mAP{suffix}": scores["mAP"], f"rank1{suffix}": scores["rank1"],
+                f"rank5{suffix}": scores["rank5"]}
+    return out
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_per_epoch: int) -> PolyLRScheduler:
+    """Linear warm-up from 0 to `lr`, then polynomial decay to `lr_end`, stepped per update."""
+    total = cfg.epochs * updates_per_epoch
+    warmup = min(int(round(cfg.warmup_epochs * updates_per_epoch)), total - 1)
+    return PolyLRScheduler(optimizer, t_initial=max(total - warmup, 1), power=cfg.poly_power,
+                           lr_min=cfg.lr_end, warmup_t=warmup, warmup_lr_init=0.0,
+                           warmup_prefix=True, t_in_epochs=False)
+
+
+def fit(cfg: TrainConfig) -> Path:
+    """Train as `cfg` says; returns the run folder."""
+    ctx = init_distributed(cfg.device)
+    try:
+        return _fit(cfg, ctx)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
+    log = print if ctx.main else (lambda *a, **k: None)
+    run_dir = Path(cfg.checkpoint_dir) / cfg.run_name
+    log(format_config(cfg))
+    root = Path(cfg.data_dir) / "data_reid"
+    train_df, val_df = split_fold(load_partition(root / "train_df.csv"), cfg.fold)
+
+    torch.manual_seed(cfg.seed)
+    encoder, data_cfg = build_encoder(cfg.model, cfg.pretrained, img_size=cfg.img_size,
+                                      grad_checkpointing=cfg.grad_checkpointing)
+    train_set = PairDataset(root, train_df, train_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std,
+                                                            cfg.sharpen, cfg.random_erasing), cfg.flip_p)
+    criterion = (InfoNCE(cfg.label_smoothing) if cfg.loss == "infonce"
+                 else IDLoss(encoder.num_features, train_set.num_classes, cfg.label_smoothing))
+    model = Siamese(encoder, criterion).to(ctx.device)
+    if ctx.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    net = DistributedDataParallel(model) if ctx.world_size > 1 else model
+
+    sampler = UniquePlayerBatchSampler(train_set.labels, cfg.batch_size, seed=cfg.seed,
+                                       world_size=ctx.world_size, rank=ctx.rank)
+    pin = ctx.device.type == "cuda"
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=pin)
+    val_set = EvalDataset(root, val_df.assign(player=identities(val_df)),
+                          eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std))
+    val_loader = DataLoader(val_set, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+
+    micro_batches = len(sampler)
+    updates = micro_batches // cfg.accum_steps
+    if cfg.max_steps_per_epoch:
+        updates = min(updates, cfg.max_steps_per_epoch)
+    if updates == 0:
+        raise ReidError(f"an epoch has {micro_batches} batches of {cfg.batch_size} x {ctx.world_size}: "
+                        f"fewer than accum_steps={cfg.accum_steps}; lower batch_size or accum_steps")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, cfg, updates)
+    dtype = amp_dtype(cfg, ctx.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+    state = {"epoch": 0, "best_map": -1.0, "history": []}
+    if cfg.resume:
+        ckpt = load_checkpoint(run_dir / "last.pt")
+        check_resumable(ckpt["config"], cfg, run_dir / "last.pt")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if ctx.device.type == "cuda":
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        state = {k: ckpt[k] for k in state}
+        log(f"resuming {run_dir} after epoch {state['epoch']}")
+    elif ctx.main and (run_dir / "last.pt").exists():
+        raise ReidError(f"{run_dir} already holds a run: pass --resume=true or another --run_name")
+    if ctx.main:
+        save_config(cfg, run_dir / "config.json")
+    log(f"{len(train_set)} training images, {train_set.num_classes} players; "
+        f"{updates} steps per epoch on {ctx.world_size} x {ctx.device.type}; run folder {run_dir}")
+
+    for epoch in range(state["epoch"], cfg.epochs):
+        started = time.time()
+        sampler.set_epoch(epoch)
+        mean_loss = train_epoch(net, loader, optimizer, scheduler, scaler, cfg, ctx, dtype, epoch, updates)
+        if ctx.main:
+            row = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]}
+            row |= validation_metrics(model.encoder, val_loader, ctx.device, dtype, cfg.rerank_eval)
+            row["seconds"] = round(time.time() - started, 1)
+            state["history"].append(row)
+            state["epoch"] = epoch + 1
+            weights = {"model": model.encoder.state_dict(), "config": to_dict(cfg),
+                       "data_config": data_cfg.to_dict(), "epoch": epoch + 1, "metrics": row}
+            if row["mAP"] > state["best_map"]:
+                state["best_map"] = row["mAP"]
+                save_atomic(weights, run_dir / "best.pt")
+            rng = {"torch": torch.get_rng_state(),
+                   "cuda": torch.cuda.get_rng_state_all() if ctx.device.type == "cuda" else []}
+            save_atomic(weights | state | {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                           "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                                           "rng": rng}, run_dir / "last.pt")
+            write_metrics(state["history"], run_dir / "metrics.csv")
+            log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        else:
+            state["epoch"] = epoch + 1
+        if ctx.world_size > 1:
+            dist.barrier()
+    log(f"done: best mAP {state['best_map']:.4f}; {run_dir / 'best.pt'}")
+    return run_dir
+
+
+def write_metrics(history: list[dict], path: Path) -> None:
+    """Rewrite metrics.csv from the checkpointed history, so a resume never duplicates a row."""
+    tmp = path.with_name(path.name + ".tmp")
+    pd.DataFrame(history).to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                scheduler: PolyLRScheduler, scaler: torch.amp.GradScaler, cfg: TrainConfig,
+                ctx: Dist, dtype: torch.dtype | None, epoch: int, updates: int) -> float:
+    """`updates` optimiser steps; returns the mean loss over all ranks."""
+    net.train()
+    batches = iter(loader)
+    total, done = 0.0, epoch * updates
+    bar = tqdm(range(updates), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ctx.main, leave=False)
+    for step in bar:
+        where = f"epoch {epoch + 1}, step {step + 1} (update {done + step + 1})"
+        micro_batches = [next(batches) for _ in range(cfg.accum_steps)]
+        value = train_step(net, micro_batches, optimizer, scaler, cfg, ctx, dtype, where)
+        scheduler.step_update(done + step + 1)
+        total += value
+        bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    return total / updates
+
+
+def train_step(net: nn.Module, micro_batches: list, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, cfg: TrainConfig, ctx: Dist,
+               dtype: torch.dtype | None, where: str) -> float:
+    """One optimiser step over `micro_batches` of (query, gallery, label); returns the loss.
+
+    A NaN or inf loss raises before any gradient is applied, on every rank at once.
+    """
+    total = 0.0
+    for i, batch in enumerate(micro_batches):
+        q, g, labels = (t.to(ctx.device, non_blocking=True) for t in batch)
+        last = i == len(micro_batches) - 1
+        sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
+        with sync:
+            with autocast(ctx.device, dtype):
+                loss = net(q, g, labels)
+            value = global_mean(loss.detach(), ctx)
+            if not math.isfinite(value):
+                raise ReidError(f"loss is {value} at {where}; stopped before the update. The last good "
+                                f"checkpoint is {Path(cfg.checkpoint_dir) / cfg.run_name / 'last.pt'}")
+            scaler.scale(loss / len(micro_batches)).backward()
+        total += value / len(micro_batches)
+    if cfg.clip_grad > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def global_mean(x: torch.Tensor, ctx: Dist) -> float:
+    """The mean of a scalar over ranks: every rank sees the same value, so all stop together."""
+    if ctx.world_size > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= ctx.world_size
+    return float(x)

@@ -1,0 +1,158 @@
+"""The training engine through its scripts: distributed equivalence, resume, smoke runs, NaN."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO, call, dataset_files, write_tree
+from reid.engine import load_checkpoint
+from reid.errors import ReidError
+from reid.losses import InfoNCE
+from reid.models import build_encoder
+
+TINY = ["--model=test_vit", "--pretrained=false", "--img_size=32", "--num_workers=0",
+        "--warmup_epochs=0", "--rerank_eval=false", "--eval_batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_tree(root / "data_reid", dataset_files(games=4, players=4, frames=5, test_games=2))
+    assert call("preprocess_data.py", f"--data_dir={root}", "--n_folds=4").returncode == 0
+    return root
+
+
+def train(script, data_dir, ckpt, *args):
+    result = call(script, f"--data_dir={data_dir}", f"--checkpoint_dir={ckpt}", *TINY, *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+                           "--master_port=0", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_gathered_infonce_gradient_equals_one_process(tmp_path):
+    out = tmp_path / "grads.pt"
+    result = torchrun(2, str(REPO / "tests" / "dist_step.py"), str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = torch.load(out, weights_only=True)
+    torch.manual_seed(0)
+    encoder, loss_fn = torch.nn.Linear(6, 4), InfoNCE()
+    q, g = torch.randn(8, 6), torch.randn(8, 6)
+    loss_fn(encoder(q), encoder(g)).backward()
+    assert torch.allclose(got["weight"], encoder.weight.grad, atol=1e-6)
+    assert torch.allclose(got["bias"], encoder.bias.grad, atol=1e-6)
+    assert torch.allclose(got["scale"], loss_fn.logit_scale.grad, atol=1e-6)
+
+
+def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
+    common = [f"--data_dir={data_dir}", "--epochs=1", "--max_steps_per_epoch=1", "--lr=1e-3", *TINY]
+    two = torchrun(2, str(REPO / "train_our_post.py"), *common, "--batch_size=4",
+                   f"--checkpoint_dir={tmp_path / 'two'}")
+    assert two.returncode == 0, two.stderr[-3000:]
+    train("train_our_post.py", data_dir, tmp_path / "one", "--epochs=1", "--max_steps_per_epoch=1",
+          "--lr=1e-3", "--batch_size=8")
+    a = load_checkpoint(tmp_path / "one" / "eva02_l448" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "two" / "eva02_l448" / "last.pt")["model"]
+    torch.manual_seed(1)
+    init = build_encoder("test_vit", False, img_size=32)[0].state_dict()
+    moved = max((a[f"encoder.{k}"] - v).abs().max().item() for k, v in init.items())
+    assert moved > 1e-4, "the step must change the weights for the comparison to mean anything"
+    assert a.keys() == b.keys()
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-5
+
+
+def test_resume_after_an_interruption_gives_the_same_weights(data_dir, tmp_path, monkeypatch):
+    args = ["--epochs=2", "--max_steps_per_epoch=2", "--batch_size=4", "--lr=1e-3"]
+    train("train_our_post_resnet.py", data_dir, tmp_path / "straight", *args)
+
+    import reid.engine
+
+    original = reid.engine.train_epoch
+
+    def interrupted(*a, **k):
+        if a[8] == 1:  # the epoch argument: stop as a Ctrl-C in the second epoch would
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(reid.engine, "train_epoch", interrupted)
+    stopped = call("train_our_post_resnet.py", f"--data_dir={data_dir}",
+                   f"--checkpoint_dir={tmp_path / 'resumed'}", *TINY, *args)
+    assert stopped.returncode == 130
+    monkeypatch.setattr(reid.engine, "train_epoch", original)
+    train("train_our_post_resnet.py", data_dir, tmp_path / "resumed", *args, "--resume=true")
+
+    straight = load_checkpoint(tmp_path / "straight" / "resnet50" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "resnet50" / "last.pt")
+    assert resumed["epoch"] == straight["epoch"] == 2
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    metrics = pd.read_csv(tmp_path / "resumed" / "resnet50" / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2]
+
+
+def test_smoke_runs_write_the_run_folder(data_dir, tmp_path):
+    train("train_our_post.py", data_dir, tmp_path, "--epochs=1", "--max_steps_per_epoch=2",
+          "--batch_size=4", "--rerank_eval=true", "--run_name=vit")
+    train("train_our_post_resnet.py", data_dir, tmp_path, "--model=efficientnet_lite0",
+          "--pretrained=true", "--img_size=64", "--epochs=1", "--max_steps_per_epoch=1",
+          "--batch_size=4", "--run_name=lite", "--loss=id")
+    for run in ("vit", "lite"):
+        folder = tmp_path / run
+        assert {p.name for p in folder.iterdir()} == {"config.json", "metrics.csv", "best.pt", "last.pt"}
+        best = load_checkpoint(folder / "best.pt")
+        assert {"model", "config", "data_config", "epoch", "metrics"} <= best.keys()
+        assert {"optimizer", "scheduler", "scaler", "rng"} <= load_checkpoint(folder / "last.pt").keys()
+        metrics = pd.read_csv(folder / "metrics.csv")
+        assert {"epoch", "loss", "lr", "mAP", "rank1", "rank5"} <= set(metrics.columns)
+        assert metrics["mAP"].between(0, 1).all()
+    assert {"mAP_kr", "mAP_hw"} <= set(pd.read_csv(tmp_path / "vit" / "metrics.csv").columns)
+    assert load_checkpoint(tmp_path / "lite" / "best.pt")["data_config"]["img_size"] == 64
+
+
+def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(data_dir, tmp_path, monkeypatch):
+    args = ["--epochs=2", "--max_steps_per_epoch=2", "--batch_size=4"]
+    train("train_our_post_resnet.py", data_dir, tmp_path, *args[1:], "--epochs=1")
+    last = tmp_path / "resnet50" / "last.pt"
+    saved = last.read_bytes()
+    calls = {"n": 0}
+    original = InfoNCE.forward
+
+    def poisoned(self, q, g, labels=None):
+        calls["n"] += 1
+        loss = original(self, q, g, labels)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(InfoNCE, "forward", poisoned)
+    result = call("train_our_post_resnet.py", f"--data_dir={data_dir}", f"--checkpoint_dir={tmp_path}",
+                  *TINY, *args, "--resume=true")
+    assert result.returncode == 1
+    assert "loss is nan at epoch 2, step 2" in result.stderr and str(last) in result.stderr
+    assert last.read_bytes() == saved
+
+
+def test_resume_with_another_recipe_names_the_field(data_dir, tmp_path):
+    train("train_our_post_resnet.py", data_dir, tmp_path, "--epochs=1", "--max_steps_per_epoch=1",
+          "--batch_size=4")
+    again = call("train_our_post_resnet.py", f"--data_dir={data_dir}", f"--checkpoint_dir={tmp_path}",
+                 *TINY, "--epochs=2", "--batch_size=4", "--lr=0.1", "--resume=true")
+    assert again.returncode == 1 and "lr" in again.stderr
+    fresh = call("train_our_post_resnet.py", f"--data_dir={data_dir}", f"--checkpoint_dir={tmp_path}",
+                 *TINY, "--epochs=1", "--batch_size=4")
+    assert fresh.returncode == 1 and "--resume=true" in fresh.stderr
+
+
+def test_hub_model_offline_fails_at_once_with_a_way_out(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ReidError, match="--pretrained="):
+        build_encoder("resnet50.tv2_in1k", True)
