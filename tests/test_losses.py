@@ -43,7 +43,7 @@ def test_logit_scale_starts_at_one_over_007_is_clamped_and_learns():
     torch.manual_seed(0)
     base = torch.randn(16, 8)
     q, g = base + 0.05 * torch.randn(16, 8), base + 0.05 * torch.randn(16, 8)
-    learner = InfoNCE()
+    learner = InfoNCE(label_smoothing=0.0)
     opt = torch.optim.SGD(learner.parameters(), lr=0.5)
     before = learner.scale.item()
     for _ in range(20):

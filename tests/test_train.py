@@ -37,7 +37,7 @@ def train(script, data_dir, ckpt, *args):
 def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                           "--master_port=0", *args], cwd=REPO, env=env, capture_output=True,
+                           "--standalone", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -56,20 +56,38 @@ def test_gathered_infonce_gradient_equals_one_process(tmp_path):
 
 
 def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
+    """torchrun with 2 x 4 pairs against one process with 8 pairs: one AdamW step.
+
+    The gradients (recovered from AdamW's first moment, m = 0.1 g) must agree everywhere, and
+    so must the parameters, except where the gradient is mathematically zero (the attention
+    key biases, which softmax ignores): there float rounding leaves |g| ~ 1e-10, and AdamW's
+    g / (|g| + eps) turns that noise into steps of up to lr in either run.
+    """
     common = [f"--data_dir={data_dir}", "--epochs=1", "--max_steps_per_epoch=1", "--lr=1e-3", *TINY]
-    two = torchrun(2, str(REPO / "train_our_post.py"), *common, "--batch_size=4",
-                   f"--checkpoint_dir={tmp_path / 'two'}")
-    assert two.returncode == 0, two.stderr[-3000:]
+    launched = torchrun(2, str(REPO / "train_our_post.py"), *common, "--batch_size=4",
+                        f"--checkpoint_dir={tmp_path / 'two'}")
+    assert launched.returncode == 0, launched.stderr[-3000:]
     train("train_our_post.py", data_dir, tmp_path / "one", "--epochs=1", "--max_steps_per_epoch=1",
           "--lr=1e-3", "--batch_size=8")
-    a = load_checkpoint(tmp_path / "one" / "eva02_l448" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "two" / "eva02_l448" / "last.pt")["model"]
+    one = load_checkpoint(tmp_path / "one" / "eva02_l448" / "last.pt")
+    two = load_checkpoint(tmp_path / "two" / "eva02_l448" / "last.pt")
+    assert one["model"].keys() == two["model"].keys()
     torch.manual_seed(1)
     init = build_encoder("test_vit", False, img_size=32)[0].state_dict()
-    moved = max((a[f"encoder.{k}"] - v).abs().max().item() for k, v in init.items())
+    moved = max((one["model"][f"encoder.{k}"] - v).abs().max().item() for k, v in init.items())
     assert moved > 1e-4, "the step must change the weights for the comparison to mean anything"
-    assert a.keys() == b.keys()
-    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-5
+    noise_level, elements = 0, 0
+    for i, name in enumerate(one["model"]):
+        grad_one = one["optimizer"]["state"][i]["exp_avg"] / 0.1
+        grad_two = two["optimizer"]["state"][i]["exp_avg"] / 0.1
+        assert (grad_one - grad_two).abs().max().item() < 1e-5, name
+        determined = grad_one.abs() > 1e-6
+        diff = (one["model"][name] - two["model"][name]).abs()
+        if determined.any():
+            assert diff[determined].max().item() < 1e-5, name
+        noise_level += (~determined).sum().item()
+        elements += determined.numel()
+    assert noise_level < 0.01 * elements
 
 
 def test_resume_after_an_interruption_gives_the_same_weights(data_dir, tmp_path, monkeypatch):
