@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from reid import synthetic
 from reid.config import format_config, run
 from reid.errors import ReidError
 from reid.fetch import copy_member, download, find_member, local_source, md5sum, safe_extract
@@ -37,10 +38,10 @@ class Config:
     keep_archive: bool = False  # keep the downloaded repository zip in <data_dir>/downloads/
 
 
-def read_marker(target: Path) -> dict:
-    """What download.py recorded about an existing dataset, or {} when it did not make it."""
+def read_json(path: Path) -> dict:
+    """A marker file's record, or {} when there is none (the dataset was made otherwise)."""
     try:
-        return json.loads((target / MARKER).read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
@@ -90,7 +91,7 @@ def main(cfg: Config) -> None:
         make_synthetic(cfg, target)
         return
     if target.exists():
-        if cfg.md5 and read_marker(target).get("md5") == cfg.md5:
+        if cfg.md5 and read_json(target / MARKER).get("md5") == cfg.md5:
             print(f"{target} is already downloaded and verified (md5 {cfg.md5}): nothing to do")
             return
         raise ReidError(f"{target} exists but is not the verified dataset (md5 {cfg.md5 or 'any'}): "
@@ -119,10 +120,14 @@ def main(cfg: Config) -> None:
 
 def make_synthetic(cfg: Config, target: Path) -> None:
     """The procedural stand-in dataset, labelled as synthetic (reid/synthetic.py)."""
-    try:
-        from reid import synthetic
-    except ImportError:
-        raise ReidError("the synthetic generator (reid/synthetic.py) is not in this version yet") from None
+    if target.exists():
+        made = read_json(target / synthetic.MARKER)
+        if made.get("size") == cfg.synthetic_size and made.get("seed") == cfg.seed:
+            print(f"{target} already holds synthetic data (size {cfg.synthetic_size}, seed {cfg.seed}): "
+                  "nothing to do")
+            return
+        raise ReidError(f"{target} exists and is not synthetic data of size {cfg.synthetic_size}, "
+                        f"seed {cfg.seed}: move it away or pick another --data_dir")
     synthetic.generate(cfg.data_dir, cfg.synthetic_size, cfg.seed)
 
 

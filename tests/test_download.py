@@ -154,3 +154,18 @@ def test_local_zip_and_file_url(tmp_path):
     by_zip = call("download.py", f"--zip={inner}", f"--md5={md5}", f"--data_dir={tmp_path / 'b'}")
     assert by_zip.returncode == 0, by_zip.stderr
     assert tree(tmp_path / "a" / "data_reid").keys() == tree(tmp_path / "b" / "data_reid").keys()
+
+
+def test_synthetic_data_are_made_once_and_accepted_by_preprocess(tmp_path):
+    made = call("download.py", "--synthetic=true", "--synthetic_size=tiny", f"--data_dir={tmp_path}")
+    assert made.returncode == 0, made.stderr
+    again = call("download.py", "--synthetic=true", "--synthetic_size=tiny", f"--data_dir={tmp_path}")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    other = call("download.py", "--synthetic=true", "--synthetic_size=tiny", "--seed=5", f"--data_dir={tmp_path}")
+    assert other.returncode == 1 and "seed 5" in other.stderr
+    real = call("download.py", f"--zip={tmp_path / 'none.zip'}", f"--data_dir={tmp_path}")
+    assert real.returncode == 1 and "Traceback" not in real.stderr
+    parts = call("preprocess_data.py", f"--data_dir={tmp_path}")
+    assert parts.returncode == 0, parts.stderr
+    assert (tmp_path / "data_reid" / "train_df.csv").exists()
+    assert (tmp_path / "data_reid" / "challenge_df.csv").exists()
