@@ -61,7 +61,7 @@ def timed(step: Callable[[], None], steps: int, device: torch.device) -> float:
 def main(cfg: Config) -> None:
     device = torch.device(cfg.device)
     train_cfg = TrainConfig(amp=cfg.amp, batch_size=cfg.batch_size)
-    dtype = amp_dtype(train_cfg, device)
+    dtype = amp_dtype(cfg.amp, device)
     torch.manual_seed(0)
     encoder, _ = build_encoder(cfg.model, cfg.pretrained, img_size=cfg.img_size,
                                grad_checkpointing=cfg.grad_checkpointing)

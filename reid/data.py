@@ -315,3 +315,50 @@ def _plan(labels_bytes: bytes, dtype: str, global_batch: int, seed: int, epoch: 
         seeds = rng.integers(2**31, size=global_batch)
         batches.append(np.stack([picked, seeds], axis=1))
     return np.array(batches, dtype=np.int64).reshape(-1, global_batch, 2)
+
+
+@dataclass
+class SplitImages:
+    """The queries and gallery of one split as predict.py scores them.
+
+    `df` lists queries first, then the gallery, with `img_id` relative to the data root,
+    `id` the integer id the matrices and submission use, and `player` the label, or -1.
+    """
+
+    name: str
+    df: pd.DataFrame
+    labelled: bool
+
+    @property
+    def query(self) -> pd.DataFrame:
+        return self.df[self.df["img_type"] == "q"]
+
+    @property
+    def gallery(self) -> pd.DataFrame:
+        return self.df[self.df["img_type"] == "g"]
+
+
+GROUND_TRUTH = "reid_challenge/ground_truth.csv"
+
+
+def load_split(root: Path, split: str) -> SplitImages:
+    """`test` (labelled; ids are positions, queries first) or `challenge` (anonymous ids, and
+    labels only where a `ground_truth.csv` exists, as for synthetic data)."""
+    if split == "test":
+        df = load_partition(root / "train_df.csv")
+        df = df[df["split"] == "test"].sort_values(["img_type", "folder", "img_id"], ascending=[False, True, True])
+        df = pd.DataFrame({"img_id": df["folder"] + "/" + df["img_id"], "img_type": df["img_type"],
+                           "player": df["player"]})
+        return SplitImages(split, df.assign(id=np.arange(len(df))).reset_index(drop=True), True)
+    if split == "challenge":
+        df = load_partition(root / "challenge_df.csv", CHALLENGE_COLUMNS).rename(columns={"player": "id"})
+        truth = root / GROUND_TRUTH
+        if not truth.is_file():
+            return SplitImages(split, df.assign(player=-1), False)
+        labels = pd.read_csv(truth, usecols=["img_id", "player"])
+        df = df.merge(labels, on="img_id", how="left", validate="one_to_one")
+        if df["player"].isna().any():
+            missing = df.loc[df["player"].isna(), "img_id"]
+            raise ReidError(f"{truth}: no player for {len(missing)} images, e.g. {missing.iloc[0]}")
+        return SplitImages(split, df.astype({"player": int}), True)
+    raise ReidError(f"unknown split {split!r}: use test or challenge")

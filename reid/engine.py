@@ -88,11 +88,18 @@ class Dist:
         return self.rank == 0
 
 
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA when there is one; asking for CUDA without one is an error."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ReidError("--device=cuda but CUDA is not available")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def init_distributed(device: str) -> Dist:
     """One process per device under torchrun (NCCL on CUDA, gloo on CPU); else one process."""
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise ReidError("--device=cuda but CUDA is not available")
+    use_cuda = resolve_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -103,10 +110,11 @@ def init_distributed(device: str) -> Dist:
     return Dist(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
 
 
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or cfg.amp == "off":
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp` (bf16, fp16 or off): None, i.e. fp32, off CUDA."""
+    if device.type != "cuda" or amp == "off":
         return None
-    return torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 class Siamese(nn.Module):
@@ -219,7 +227,7 @@ def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
                         f"fewer than accum_steps={cfg.accum_steps}; lower batch_size or accum_steps")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg, updates)
-    dtype = amp_dtype(cfg, ctx.device)
+    dtype = amp_dtype(cfg.amp, ctx.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
     state = {"epoch": 0, "best_map": -1.0, "history": []}

@@ -1,0 +1,172 @@
+"""Stage 4: features -> distance matrices (plain, k-reciprocal, hard-weight) and submission CSVs.
+
+    python predict.py --checkpoints=checkpoints/eva02_l448
+    python predict.py --checkpoints=checkpoints/a,checkpoints/b --visualize=true
+
+Writes, per checkpoint and split, `<out_dir>/<run>/<split>/`: dist.npy, dist_kr.npy,
+dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, and labels.csv
+where labels are known; with several checkpoints also `<out_dir>/mean/<split>/` (their mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from reid.config import format_config, run
+from reid.data import EvalDataset, SplitImages, load_split
+from reid.distance import sq_euclidean
+from reid.engine import amp_dtype, load_checkpoint, resolve_device
+from reid.errors import ReidError
+from reid.features import extract_features
+from reid.fusion import mean_fuse
+from reid.io import write_outputs
+from reid.metrics import evaluate
+from reid.models import DataConfig, build_encoder
+from reid.rerank import hard_weight, k_reciprocal, rerank_features
+from reid.transforms import eval_transform
+from reid.visualize import ranked_sheet
+
+KINDS = {"dist": "plain", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
+
+
+@dataclass
+class Config:
+    checkpoints: tuple[Path, ...] = (Path("checkpoints/eva02_l448"),)  # run folders (their best.pt) or .pt files
+    data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with the CSV partitions
+    splits: tuple[str, ...] = ("test", "challenge")  # test (labelled) and/or challenge
+    batch_size: int = 64  # images per forward pass
+    num_workers: int = 4  # data loader processes
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
+    k1: int = 20  # re-ranking: k-reciprocal neighbours
+    k2: int = 6  # re-ranking: local query expansion
+    lambda_value: float = 0.3  # re-ranking: weight of the original distance
+    # Both re-rankings take squared Euclidean distances in the winning entry; the k-reciprocal
+    # port squares its input itself, so it is meant for plain Euclidean ones.
+    rerank_input: Literal["squared", "euclidean"] = "squared"  # distances fed to the re-rankings
+    flip_tta: bool = False  # add the features of the mirrored image (the winning entry: off)
+    out_dir: Path = Path("outputs")  # one folder per run and split
+    visualize: bool = False  # write ranked.png: the first queries with their top-10
+    visualize_queries: int = 8  # queries on the sheet
+
+
+def checkpoint_file(path: Path) -> Path:
+    """A run folder means its best.pt."""
+    path = path / "best.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise ReidError(f"no checkpoint at {path}")
+    return path
+
+
+def load_encoder(path: Path, device: torch.device) -> tuple[torch.nn.Module, DataConfig, str]:
+    """(encoder with the trained weights, its data config, the run name) from a checkpoint."""
+    ckpt = load_checkpoint(path)
+    if not {"model", "config", "data_config"} <= set(ckpt):
+        raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model/config)")
+    name = ckpt["config"]["model"]
+    data_cfg = DataConfig(**{**ckpt["data_config"], "mean": tuple(ckpt["data_config"]["mean"]),
+                             "std": tuple(ckpt["data_config"]["std"])})
+    encoder, _ = build_encoder(name, pretrained=False, img_size=data_cfg.img_size)
+    try:
+        encoder.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise ReidError(f"{path}: its weights do not fit the model {name}: {str(exc).splitlines()[0]}") from None
+    run_name = path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
+    return encoder.to(device).eval(), data_cfg, run_name
+
+
+def distances(qf: np.ndarray, gf: np.ndarray, cfg: Config) -> dict[str, np.ndarray]:
+    """The plain matrix and both re-rankings of it."""
+    plain = sq_euclidean(qf, gf)
+    params = dict(k1=cfg.k1, k2=cfg.k2, lambda_value=cfg.lambda_value)
+    if cfg.rerank_input == "squared":
+        return {"dist": plain,
+                "dist_kr": rerank_features(qf, gf, method="k_reciprocal", **params),
+                "dist_hw": rerank_features(qf, gf, method="hard_weight", **params)}
+    q_g, q_q, g_g = (np.sqrt(m) for m in (plain, sq_euclidean(qf, qf), sq_euclidean(gf, gf)))
+    return {"dist": plain, "dist_kr": k_reciprocal(q_g, q_q, g_g, **params),
+            "dist_hw": hard_weight(q_g, q_q, g_g, **params)}
+
+
+def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages) -> None:
+    ids_q, ids_g = split.query["id"].to_numpy(), split.gallery["id"].to_numpy()
+    for name, mat in mats.items():
+        write_outputs(folder, mat, ids_q, ids_g, name)
+    if split.labelled:
+        split.df[["id", "player", "img_id"]].rename(columns={"id": "img_id", "img_id": "path"}).to_csv(
+            folder / "labels.csv", index=False)
+
+
+def scores(mats: dict[str, np.ndarray], split: SplitImages) -> list[tuple[str, dict]]:
+    q, g = split.query["player"].to_numpy(), split.gallery["player"].to_numpy()
+    return [(KINDS[name], evaluate(mat, q, g)) for name, mat in mats.items()]
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    device = resolve_device(cfg.device)
+    dtype = amp_dtype(cfg.amp, device)
+    root = cfg.data_dir / "data_reid"
+    splits = []
+    for name in cfg.splits:
+        if name == "challenge" and not (root / "challenge_df.csv").is_file():
+            print(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
+            continue
+        splits.append(load_split(root, name))
+    if not cfg.checkpoints:
+        raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
+    table: list[tuple[str, str, str, dict]] = []
+    per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
+    for ckpt_path in map(checkpoint_file, cfg.checkpoints):
+        encoder, data_cfg, run_name = load_encoder(ckpt_path, device)
+        transform = eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std)
+        for split in splits:
+            loader = DataLoader(EvalDataset(root, split.df, transform), batch_size=cfg.batch_size,
+                                num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+            feats, _, _ = extract_features(encoder, loader, device, dtype, flip=cfg.flip_tta,
+                                           desc=f"{run_name} {split.name}")
+            is_q = (split.df["img_type"] == "q").to_numpy()
+            mats = distances(feats[is_q], feats[~is_q], cfg)
+            per_split[split.name].append(mats)
+            folder = cfg.out_dir / run_name / split.name
+            write_split(folder, mats, split)
+            print(f"wrote {folder}")
+            if split.labelled:
+                table += [(run_name, split.name, kind, s) for kind, s in scores(mats, split)]
+            if cfg.visualize:
+                sheet = ranked_sheet(folder / "ranked.png", mats["dist"],
+                                     [root / p for p in split.query["img_id"]],
+                                     [root / p for p in split.gallery["img_id"]],
+                                     split.query["player"].to_numpy() if split.labelled else None,
+                                     split.gallery["player"].to_numpy() if split.labelled else None,
+                                     n_queries=cfg.visualize_queries, title=f"{run_name} {split.name}")
+                print(f"wrote {sheet}")
+    if len(cfg.checkpoints) > 1:
+        for split in splits:
+            runs = per_split[split.name]
+            mats = {name: mean_fuse([r[name] for r in runs]) for name in KINDS}
+            write_split(cfg.out_dir / "mean" / split.name, mats, split)
+            if split.labelled:
+                table += [("mean", split.name, kind, s) for kind, s in scores(mats, split)]
+    print_table(table)
+
+
+def print_table(rows: list[tuple[str, str, str, dict]]) -> None:
+    if not rows:
+        print("no labelled split: no scores")
+        return
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"{'run':{width}s}{'split':11s}{'distance':14s}{'mAP':>8s}{'rank-1':>8s}{'rank-5':>8s}")
+    for run_name, split, kind, s in rows:
+        print(f"{run_name:{width}s}{split:11s}{kind:14s}{100 * s['mAP']:8.2f}{100 * s['rank1']:8.2f}"
+              f"{100 * s['rank5']:8.2f}")
+
+
+if __name__ == "__main__":
+    run(main, Config)

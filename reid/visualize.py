@@ -1,0 +1,54 @@
+"""Ranked-result sheets: each query with its top-k gallery images, matches framed green."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from reid.data import read_image  # noqa: E402
+
+GREEN, RED, GREY = "#1a9e3a", "#d62728", "#888888"
+
+
+def _framed(ax, image: np.ndarray, colour: str, title: str) -> None:
+    ax.imshow(image)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(4)
+    ax.set_title(title, fontsize=7, color=colour)
+
+
+def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], gallery_paths: Sequence[Path],
+                 query_labels: np.ndarray | None = None, gallery_labels: np.ndarray | None = None,
+                 n_queries: int = 8, top_k: int = 10, title: str = "") -> Path:
+    """Write a PNG: one row per query (the first `n_queries`), its `top_k` nearest gallery images.
+
+    With labels, a match is framed green and a non-match red; without, frames are grey.
+    """
+    n_queries, top_k = min(n_queries, len(distmat)), min(top_k, distmat.shape[1])
+    order = np.argsort(distmat[:n_queries], axis=1, kind="stable")[:, :top_k]
+    fig, axes = plt.subplots(n_queries, top_k + 1, figsize=(1.1 * (top_k + 1), 2.0 * n_queries),
+                             squeeze=False)
+    for row in range(n_queries):
+        _framed(axes[row, 0], read_image(query_paths[row]), "black", "query")
+        for col, g in enumerate(order[row], start=1):
+            if query_labels is None or gallery_labels is None:
+                colour = GREY
+            else:
+                colour = GREEN if gallery_labels[g] == query_labels[row] else RED
+            _framed(axes[row, col], read_image(gallery_paths[g]), colour, f"{col}: {distmat[row, g]:.3f}")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

@@ -1,0 +1,101 @@
+"""predict.py on tiny synthetic data with tiny trained checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import call
+from reid.engine import load_checkpoint
+from reid.io import load_matrix, read_submission
+from reid.metrics import evaluate
+
+TINY = ["--model=test_vit", "--pretrained=false", "--img_size=32", "--num_workers=0",
+        "--warmup_epochs=0", "--rerank_eval=false", "--epochs=1", "--max_steps_per_epoch=1",
+        "--batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    data = root / "data"
+    assert call("download.py", "--synthetic=true", "--synthetic_size=tiny", f"--data_dir={data}").returncode == 0
+    assert call("preprocess_data.py", f"--data_dir={data}").returncode == 0
+    for name, seed in (("a", 1), ("b", 2)):
+        result = call("train_our_post_resnet.py", f"--data_dir={data}", f"--checkpoint_dir={root / 'ck'}",
+                      f"--run_name={name}", f"--seed={seed}", *TINY)
+        assert result.returncode == 0, result.stderr
+    return root, data
+
+
+def predict(root, data, *args):
+    return call("predict.py", f"--data_dir={data}", f"--out_dir={root / 'out'}", "--num_workers=0",
+                "--batch_size=32", "--k1=5", "--k2=2", *args)
+
+
+def test_writes_matrices_ids_submissions_and_the_mean(setup):
+    root, data = setup
+    result = predict(root, data, f"--checkpoints={root / 'ck' / 'a'},{root / 'ck' / 'b' / 'best.pt'}")
+    assert result.returncode == 0, result.stderr
+    challenge_df = pd.read_csv(data / "data_reid" / "challenge_df.csv")
+    for run in ("a", "b", "mean"):
+        for split in ("test", "challenge"):
+            folder = root / "out" / run / split
+            names = {p.name for p in folder.iterdir()}
+            assert {"dist.npy", "dist_kr.npy", "dist_hw.npy", "dist.csv", "dist_kr.csv", "dist_hw.csv",
+                    "query_ids.txt", "gallery_ids.txt", "labels.csv"} <= names
+            mat, q, g = load_matrix(folder / "dist_hw.npy")
+            csv_mat, csv_q, csv_g = read_submission(folder / "dist_hw.csv")
+            assert np.array_equal(csv_q, np.sort(q)) and np.array_equal(csv_g, g)
+            assert np.allclose(csv_mat, mat[np.argsort(q)], atol=1e-5)
+    _, q, g = load_matrix(root / "out" / "a" / "challenge" / "dist.npy")
+    assert sorted(q) == sorted(challenge_df.loc[challenge_df["img_type"] == "q", "player"])
+    assert len(g) == (challenge_df["img_type"] == "g").sum()
+    a = load_matrix(root / "out" / "a" / "test" / "dist.npy")[0]
+    b = load_matrix(root / "out" / "b" / "test" / "dist.npy")[0]
+    assert np.allclose(load_matrix(root / "out" / "mean" / "test" / "dist.npy")[0], (a + b) / 2, atol=1e-6)
+    for line in ("plain", "k-reciprocal", "hard-weight"):
+        assert line in result.stdout
+    assert "mean  challenge" in result.stdout
+
+
+def test_scores_in_the_table_are_the_matrices_scores(setup):
+    root, data = setup
+    result = predict(root, data, f"--checkpoints={root / 'ck' / 'a'}", "--splits=test")
+    assert result.returncode == 0, result.stderr
+    mat, q, g = load_matrix(root / "out" / "a" / "test" / "dist.npy")
+    labels = pd.read_csv(root / "out" / "a" / "test" / "labels.csv").set_index("img_id")["player"]
+    expected = evaluate(mat, labels[q].to_numpy(), labels[g].to_numpy())
+    row = next(line for line in result.stdout.splitlines() if line.startswith("a ") and "plain" in line)
+    assert f"{100 * expected['mAP']:.2f}" in row
+
+
+def test_euclidean_rerank_input_and_the_sheet(setup):
+    root, data = setup
+    out = root / "euclid"
+    result = call("predict.py", f"--data_dir={data}", f"--out_dir={out}", "--num_workers=0",
+                  f"--checkpoints={root / 'ck' / 'a'}", "--splits=test", "--rerank_input=euclidean",
+                  "--visualize=true", "--visualize_queries=3", "--k1=5", "--k2=2")
+    assert result.returncode == 0, result.stderr
+    squared = predict(root, data, f"--checkpoints={root / 'ck' / 'a'}", "--splits=test")
+    assert squared.returncode == 0
+    kr_e = load_matrix(out / "a" / "test" / "dist_kr.npy")[0]
+    kr_s = load_matrix(root / "out" / "a" / "test" / "dist_kr.npy")[0]
+    assert not np.allclose(kr_e, kr_s)
+    assert (out / "a" / "test" / "ranked.png").stat().st_size > 10_000
+
+
+def test_a_checkpoint_of_another_model_is_refused(setup, tmp_path):
+    root, data = setup
+    ckpt = load_checkpoint(root / "ck" / "a" / "best.pt")
+    ckpt["config"]["model"] = "test_resnet"
+    torch.save(ckpt, tmp_path / "other.pt")
+    result = predict(root, data, f"--checkpoints={tmp_path / 'other.pt'}")
+    assert result.returncode == 1 and "other.pt" in result.stderr and "test_resnet" in result.stderr
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    result = predict(root, data, f"--checkpoints={tmp_path / 'foreign.pt'}")
+    assert result.returncode == 1 and "not a checkpoint" in result.stderr
+    result = predict(root, data, f"--checkpoints={tmp_path / 'missing'}")
+    assert result.returncode == 1 and "missing" in result.stderr
