@@ -125,7 +125,7 @@ def main(cfg: Config) -> None:
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     for ckpt_path in map(checkpoint_file, cfg.checkpoints):
         encoder, data_cfg, run_name = load_encoder(ckpt_path, device)
-        transform = eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std)
+        transform = eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation)
         for split in splits:
             loader = DataLoader(EvalDataset(root, split.df, transform), batch_size=cfg.batch_size,
                                 num_workers=cfg.num_workers, pin_memory=device.type == "cuda")

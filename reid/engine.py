@@ -201,8 +201,9 @@ def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
     torch.manual_seed(cfg.seed)
     encoder, data_cfg = build_encoder(cfg.model, cfg.pretrained, img_size=cfg.img_size,
                                       grad_checkpointing=cfg.grad_checkpointing)
-    train_set = PairDataset(root, train_df, train_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std,
-                                                            cfg.sharpen, cfg.random_erasing), cfg.flip_p)
+    train_set = PairDataset(root, train_df, train_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, cfg.sharpen,
+                                                            cfg.random_erasing, data_cfg.interpolation),
+                            cfg.flip_p)
     criterion = (InfoNCE(cfg.label_smoothing) if cfg.loss == "infonce"
                  else IDLoss(encoder.num_features, train_set.num_classes, cfg.label_smoothing))
     model = Siamese(encoder, criterion).to(ctx.device)
@@ -215,7 +216,7 @@ def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
     pin = ctx.device.type == "cuda"
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=pin)
     val_set = EvalDataset(root, val_df.assign(player=identities(val_df)),
-                          eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std))
+                          eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation))
     val_loader = DataLoader(val_set, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
 
     micro_batches = len(sampler)

@@ -13,10 +13,14 @@ import cv2
 from albumentations.pytorch import ToTensorV2
 
 
-def _resize_pad(img_size: int) -> list[A.BasicTransform]:
+INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST,
+                  "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+
+
+def _resize_pad(img_size: int, interpolation: str) -> list[A.BasicTransform]:
     """Longest side to `img_size`, then pad to a square: keeps the player's proportions."""
     return [
-        A.LongestMaxSize(max_size=img_size, interpolation=cv2.INTER_LINEAR),
+        A.LongestMaxSize(max_size=img_size, interpolation=INTERPOLATIONS.get(interpolation, cv2.INTER_LINEAR)),
         A.PadIfNeeded(
             min_height=img_size,
             min_width=img_size,
@@ -33,13 +37,14 @@ def train_transform(
     std: Sequence[float],
     sharpen: bool = True,
     random_erasing: float = 0.5,
+    interpolation: str = "bilinear",
 ) -> A.Compose:
     """The winning entry's training pipeline.
 
     Random erasing comes after normalisation with value 0, so erased boxes hold the mean
     colour, as torchvision's RandomErasing would on a normalised tensor.
     """
-    steps = _resize_pad(img_size)
+    steps = _resize_pad(img_size, interpolation)
     if sharpen:
         steps.append(A.Sharpen())
     steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
@@ -49,9 +54,10 @@ def train_transform(
     return A.Compose(steps)
 
 
-def eval_transform(img_size: int, mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+def eval_transform(img_size: int, mean: Sequence[float], std: Sequence[float],
+                   interpolation: str = "bilinear") -> A.Compose:
     """Deterministic pipeline for features: resize-with-pad, normalise, to a CHW tensor."""
-    steps = _resize_pad(img_size)
+    steps = _resize_pad(img_size, interpolation)
     steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     steps.append(ToTensorV2())
     return A.Compose(steps)

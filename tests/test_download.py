@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import call, dataset_files, run_script, zip_bytes
+from reid.errors import ReidError
+from reid.fetch import copy_stream
 
 INNER = "baseline/data/synergyreid/raw/synergyreid_data.zip"
 TOP = "player-reidentification-challenge-master"
@@ -116,7 +119,6 @@ def test_unsafe_entries_are_refused(file_server, tmp_path, entry):
 
 
 def test_symlink_entry_is_refused(tmp_path):
-    import io
     import zipfile
 
     buf = io.BytesIO()
@@ -169,3 +171,8 @@ def test_synthetic_data_are_made_once_and_accepted_by_preprocess(tmp_path):
     assert parts.returncode == 0, parts.stderr
     assert (tmp_path / "data_reid" / "train_df.csv").exists()
     assert (tmp_path / "data_reid" / "challenge_df.csv").exists()
+
+
+def test_disk_full_is_a_clear_error():
+    with pytest.raises(ReidError, match="disk full while writing /dev/full"):
+        copy_stream(io.BytesIO(b"x" * 100_000), Path("/dev/full"))

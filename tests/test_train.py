@@ -12,7 +12,6 @@ import torch
 
 from conftest import REPO, call, dataset_files, write_tree
 from reid.engine import load_checkpoint
-from reid.errors import ReidError
 from reid.losses import InfoNCE
 from reid.models import build_encoder
 
@@ -168,9 +167,3 @@ def test_resume_with_another_recipe_names_the_field(data_dir, tmp_path):
     fresh = call("train_our_post_resnet.py", f"--data_dir={data_dir}", f"--checkpoint_dir={tmp_path}",
                  *TINY, "--epochs=1", "--batch_size=4")
     assert fresh.returncode == 1 and "--resume=true" in fresh.stderr
-
-
-def test_hub_model_offline_fails_at_once_with_a_way_out(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ReidError, match="--pretrained="):
-        build_encoder("resnet50.tv2_in1k", True)

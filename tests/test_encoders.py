@@ -1,0 +1,70 @@
+"""build_encoder: timm and open_clip names, weight files, offline failures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from reid.errors import ReidError
+from reid.models import build_encoder
+
+
+def test_timm_transformer_takes_the_image_size_and_gives_features():
+    model, data = build_encoder("test_vit", pretrained=False, img_size=48)
+    assert data.img_size == 48
+    assert model(torch.zeros(2, 3, 48, 48)).shape == (2, model.num_features)
+
+
+def test_cnn_keeps_any_size_and_grad_checkpointing_switches_on():
+    model, data = build_encoder("test_resnet", pretrained=False, img_size=40, grad_checkpointing=True)
+    assert data.img_size == 40 and model.grad_checkpointing
+    assert model(torch.zeros(1, 3, 40, 40)).shape == (1, model.num_features)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_weights_file_loads_and_a_foreign_one_is_named(tmp_path, suffix):
+    torch.manual_seed(3)
+    source, _ = build_encoder("test_vit", pretrained=False, img_size=32)
+    path = tmp_path / f"w{suffix}"
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save({"state_dict": state}, path)
+    loaded, _ = build_encoder("test_vit", pretrained=str(path), img_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(loaded.eval()(x), source.eval()(x))
+    with pytest.raises(ReidError, match="does not fit test_resnet"):
+        build_encoder("test_resnet", pretrained=str(path))
+
+
+def test_open_clip_visual_tower_with_and_without_projection():
+    with_proj, data = build_encoder("open_clip:ViT-B-32", pretrained=False)
+    without, _ = build_encoder("open_clip:ViT-B-32", pretrained=False, clip_projection=False)
+    x = torch.zeros(1, 3, data.img_size, data.img_size)
+    assert with_proj(x).shape == (1, with_proj.num_features) == (1, 512)
+    assert without(x).shape == (1, without.num_features) == (1, 768)
+
+
+@pytest.mark.parametrize("name, words", [
+    ("no_such_model", "unknown timm model"),
+    ("open_clip:NoSuch-Arch", "unknown open_clip model"),
+])
+def test_unknown_names_are_clear(name, words):
+    with pytest.raises(ReidError, match=words):
+        build_encoder(name, pretrained=False)
+
+
+def test_pretrained_must_be_a_flag_or_a_file():
+    with pytest.raises(ReidError, match="not true, false, or an existing weights file"):
+        build_encoder("test_vit", pretrained="/no/such/file.pt")
+
+
+def test_open_clip_hub_weights_offline_fail_with_a_way_out(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ReidError, match="--pretrained="):
+        build_encoder("open_clip:ViT-B-32:openai", pretrained=True)
+
+
+def test_timm_hub_weights_offline_fail_at_once_with_a_way_out(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ReidError, match="--pretrained="):
+        build_encoder("resnet50.tv2_in1k", True)
