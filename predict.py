@@ -2,6 +2,7 @@
 
     python predict.py --checkpoints=checkpoints/eva02_l448
     python predict.py --checkpoints=checkpoints/a,checkpoints/b --visualize=true
+    python predict.py --checkpoints=pretrained:efficientnet_lite0   # untrained ImageNet features
 
 Writes, per checkpoint and split, `<out_dir>/<run>/<split>/`: dist.npy, dist_kr.npy,
 dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, and labels.csv
@@ -37,7 +38,7 @@ KINDS = {"dist": "plain", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
 
 @dataclass
 class Config:
-    checkpoints: tuple[Path, ...] = (Path("checkpoints/eva02_l448"),)  # run folders (their best.pt) or .pt files
+    checkpoints: tuple[Path, ...] = (Path("checkpoints/eva02_l448"),)  # run folders (their best.pt), .pt files, or pretrained:<model>[@size]
     data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with the CSV partitions
     splits: tuple[str, ...] = ("test", "challenge")  # test (labelled) and/or challenge
     batch_size: int = 64  # images per forward pass
@@ -56,6 +57,9 @@ class Config:
     visualize_queries: int = 8  # queries on the sheet
 
 
+PRETRAINED = "pretrained:"
+
+
 def checkpoint_file(path: Path) -> Path:
     """A run folder means its best.pt."""
     path = path / "best.pt" if path.is_dir() else path
@@ -64,8 +68,15 @@ def checkpoint_file(path: Path) -> Path:
     return path
 
 
-def load_encoder(path: Path, device: torch.device) -> tuple[torch.nn.Module, DataConfig, str]:
-    """(encoder with the trained weights, its data config, the run name) from a checkpoint."""
+def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, DataConfig, str]:
+    """(encoder, its data config, a run name) from a checkpoint, or from `pretrained:<model>[@size]`:
+    a backbone as it comes, untrained here, the baseline that training has to beat."""
+    text = str(entry)
+    if text.startswith(PRETRAINED):
+        name, _, size = text.removeprefix(PRETRAINED).partition("@")
+        encoder, data_cfg = build_encoder(name, pretrained=True, img_size=int(size) if size else None)
+        return encoder.to(device).eval(), data_cfg, "pretrained_" + name.replace(":", "_").replace("/", "_")
+    path = checkpoint_file(entry)
     ckpt = load_checkpoint(path)
     if not {"model", "config", "data_config"} <= set(ckpt):
         raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model/config)")
@@ -123,8 +134,8 @@ def main(cfg: Config) -> None:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     table: list[tuple[str, str, str, dict]] = []
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
-    for ckpt_path in map(checkpoint_file, cfg.checkpoints):
-        encoder, data_cfg, run_name = load_encoder(ckpt_path, device)
+    for entry in cfg.checkpoints:
+        encoder, data_cfg, run_name = load_encoder(entry, device)
         transform = eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation)
         for split in splits:
             loader = DataLoader(EvalDataset(root, split.df, transform), batch_size=cfg.batch_size,

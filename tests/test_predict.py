@@ -99,3 +99,11 @@ def test_a_checkpoint_of_another_model_is_refused(setup, tmp_path):
     assert result.returncode == 1 and "not a checkpoint" in result.stderr
     result = predict(root, data, f"--checkpoints={tmp_path / 'missing'}")
     assert result.returncode == 1 and "missing" in result.stderr
+
+
+def test_untrained_backbone_is_a_baseline_entry(setup):
+    root, data = setup
+    result = predict(root, data, "--checkpoints=pretrained:efficientnet_lite0@64", "--splits=challenge")
+    assert result.returncode == 0, result.stderr
+    assert (root / "out" / "pretrained_efficientnet_lite0" / "challenge" / "dist_hw.npy").exists()
+    assert "pretrained_efficientnet_lite0  challenge" in result.stdout
