@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_DATA := data/synthetic
 export HF_HUB_OFFLINE := 1
 
 .PHONY: setup test demo clean-demo
@@ -20,11 +19,7 @@ test: setup
 	$(PY) -m pytest -q
 
 demo: setup
-	@echo "+ python download.py --synthetic=true --data_dir=$(DEMO_DATA)"
-	@$(PY) download.py --synthetic=true --data_dir=$(DEMO_DATA)
-	@echo "+ python preprocess_data.py --data_dir=$(DEMO_DATA)"
-	@$(PY) preprocess_data.py --data_dir=$(DEMO_DATA)
-	@echo "demo: stages 1-2 ran. Training, prediction and fusion (stages 3-5) are not in this version yet."
+	$(PY) -m reid.demo
 
 clean-demo:
-	rm -rf $(DEMO_DATA)
+	rm -rf data/synthetic checkpoints/demo outputs/demo
