@@ -73,7 +73,8 @@ class TrainConfig:
     rerank_eval: bool = True  # also report mAP after k-reciprocal and hard-weight re-ranking
 
 
-# fields that may differ between a run and its resumption
+# Fields that may differ between a run and its resumption. More epochs extend a run at lr_end:
+# the schedule, restored with the run, keeps its length.
 RESUMABLE = {"resume", "epochs", "num_workers", "device", "eval_batch_size", "rerank_eval"}
 
 
@@ -244,7 +245,7 @@ def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         state = {k: ckpt[k] for k in state}
         log(f"resuming {run_dir} after epoch {state['epoch']}")
-    elif ctx.main and (run_dir / "last.pt").exists():
+    elif (run_dir / "last.pt").exists():
         raise ReidError(f"{run_dir} already holds a run: pass --resume=true or another --run_name")
     if ctx.main:
         save_config(cfg, run_dir / "config.json")
