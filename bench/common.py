@@ -1,0 +1,102 @@
+"""Shared benchmark inputs and the public re-ranking port, obtained at run time.
+
+The port (`torchreid/reid/utils/rerank.py` from `torchreid==0.2.5`) is downloaded with pip
+into ~/.cache/reid-bench (or $XDG_CACHE_HOME/reid-bench) and that one file is loaded by path,
+so the heavy torchreid package is never imported and its code is never copied into this
+repository.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import tracemalloc
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+PORT_VERSION = "0.2.5"
+PORT_MEMBER = "torchreid/reid/utils/rerank.py"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reid-bench"
+
+
+def features(nq: int = 618, ng: int = 9505, dim: int = 256, per_id: int = 15,
+             noise: float = 2.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """L2-normalised (qf, gf, q_ids, g_ids): one query per identity, `per_id` gallery images each.
+
+    Gallery images beyond `nq * per_id` belong to distractor identities that have no query.
+    """
+    rng = np.random.default_rng(seed)
+    q_ids = np.arange(nq)
+    g_ids = rng.permutation(np.arange(ng) // per_id)
+    centres = rng.standard_normal((max(nq, g_ids.max() + 1), dim)).astype(np.float32)
+
+    def draw(ids: np.ndarray) -> np.ndarray:
+        x = centres[ids] + noise * rng.standard_normal((len(ids), dim)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    return draw(q_ids), draw(g_ids), q_ids, g_ids
+
+
+def load_port() -> Callable[..., np.ndarray] | None:
+    """The port's `re_ranking`, or None (with a message) when it cannot be obtained."""
+    target = CACHE / f"torchreid-{PORT_VERSION}-rerank.py"
+    if not target.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               f"torchreid=={PORT_VERSION}", "-d", str(CACHE)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        archives = sorted(CACHE.glob(f"torchreid-{PORT_VERSION}*"))
+        archives = [a for a in archives if a.suffix in (".gz", ".whl", ".zip")]
+        if done.returncode or not archives:
+            print(f"cannot obtain torchreid=={PORT_VERSION} with pip: {done.stderr.strip()[-300:]}")
+            return None
+        text = _read_member(archives[0])
+        if text is None:
+            print(f"{archives[0].name} has no {PORT_MEMBER}")
+            return None
+        target.write_text(text)
+    spec = importlib.util.spec_from_file_location("torchreid_port_rerank", target)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.re_ranking
+
+
+def _read_member(archive: Path) -> str | None:
+    """The text of the re-ranking file inside an sdist or a wheel."""
+    if archive.name.endswith(".tar.gz"):
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(PORT_MEMBER):
+                    return tar.extractfile(member).read().decode()
+        return None
+    with zipfile.ZipFile(archive) as zf:
+        for name in zf.namelist():
+            if name.endswith(PORT_MEMBER):
+                return zf.read(name).decode()
+    return None
+
+
+def measure(fn: Callable[[], Any], repeat: int = 1, trace: bool = True) -> tuple[Any, float, int]:
+    """(result, best wall time of `repeat` untraced runs, traced peak bytes of one more run).
+
+    Tracing slows Python-level allocation a lot, so time and memory come from separate runs.
+    """
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    peak = 0
+    if trace:
+        tracemalloc.start()
+        fn()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return result, best, peak

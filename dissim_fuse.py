@@ -1,0 +1,43 @@
+"""Stage 5': consensus-weighted ("dissimilarity") fusion of distance matrices (RERANKING.md §4).
+
+    python dissim_fuse.py --inputs=runs/a/challenge/dist_kr.npy,runs/b/challenge/dist_kr.npy
+
+Per query, each model's weight is the inverse of its share of the gallery images that most
+models put in their top-k: the published rule, under which a model that agrees *more* with
+the consensus gets *less* weight. The winning recipe runs this and sim_fuse.py on the same
+matrices, then sim_fuse.py on the two results. Inputs and outputs as in sim_fuse.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reid.config import format_config, run
+from reid.fusion import dissim_fuse
+from reid.io import labels_for, load_aligned, write_outputs
+from reid.metrics import evaluate
+
+
+@dataclass
+class Config:
+    inputs: tuple[Path, ...] = ()  # distance matrices to fuse: .npy (ids beside it) or official .csv
+    topk: int = 15  # gallery images per model that vote for the consensus set
+    min_votes: int | None = None  # votes an image needs to be in the consensus; None: a majority
+    out_dir: Path = Path("outputs/dissim_fuse")  # gets dist.npy, query_ids.txt, gallery_ids.txt, dist.csv
+    labels: Path | None = None  # CSV with columns img_id,player (e.g. a ground_truth.csv): prints mAP
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    mats, query_ids, gallery_ids = load_aligned(cfg.inputs)
+    fused = dissim_fuse(mats, topk=cfg.topk, min_votes=cfg.min_votes)
+    for path in write_outputs(cfg.out_dir, fused, query_ids, gallery_ids):
+        print(f"wrote {path}")
+    if cfg.labels is not None:
+        s = evaluate(fused, labels_for(cfg.labels, query_ids), labels_for(cfg.labels, gallery_ids))
+        print(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
+
+
+if __name__ == "__main__":
+    run(main, Config)

@@ -1,0 +1,66 @@
+"""Fusion of distance matrices from several models (RERANKING.md §4).
+
+All matrices are (queries x gallery) over the same row and column order; a stage that reads
+them from disk checks the id files, these functions check the shapes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from reid.errors import ReidError
+from reid.rerank import smallest
+
+
+def _stack(mats: Sequence[np.ndarray]) -> np.ndarray:
+    """(models, nq, ng) float32 from matrices that must agree in shape and be finite."""
+    if len(mats) == 0:
+        raise ReidError("nothing to fuse: no distance matrices given")
+    shapes = {np.shape(m) for m in mats}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ReidError(f"distance matrices differ in shape or are not 2-D: {sorted(shapes)}")
+    stack = np.stack([np.asarray(m, dtype=np.float32) for m in mats])
+    if not np.isfinite(stack).all():
+        raise ReidError("a distance matrix contains NaN or inf")
+    return stack
+
+
+def mean_fuse(mats: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """The (weighted) element-wise mean, float32."""
+    stack = _stack(mats)
+    w = np.ones(len(stack)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(stack),) or (w < 0).any() or w.sum() <= 0:
+        raise ReidError(f"need one non-negative weight per matrix with a positive sum, got {list(w)}")
+    return np.tensordot(w / w.sum(), stack, axes=1).astype(np.float32)
+
+
+def consensus_weights(stack: np.ndarray, topk: int = 15, min_votes: int | None = None) -> np.ndarray:
+    """Per-row model weights (nq, models) of dissimilarity fusion, steps 1-5 of §4.
+
+    A model's share of the consensus set is inverted: the model that agrees *more* with the
+    others gets *less* weight. That is the published rule, kept as published.
+    """
+    n_models, nq, ng = stack.shape
+    topk = min(topk, ng)
+    min_votes = n_models // 2 + 1 if min_votes is None else min_votes
+    top = np.stack([smallest(m, topk)[0] for m in stack])  # ties go to the lower gallery index
+    keys = np.arange(nq)[None, :, None] * ng + top
+    _, where, votes = np.unique(keys, return_inverse=True, return_counts=True)
+    good = (votes >= min_votes)[where].reshape(keys.shape)
+    counts = good.sum(axis=2).T.astype(np.float64)
+    total = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, total, out=np.full_like(counts, 1.0 / n_models), where=total > 0)
+    share[(counts == 0) & (total > 0)] = 0.1
+    inverse = 1.0 / share
+    return inverse / inverse.sum(axis=1, keepdims=True)
+
+
+def dissim_fuse(mats: Sequence[np.ndarray], topk: int = 15, min_votes: int | None = None) -> np.ndarray:
+    """Consensus-weighted fusion: each row mixes the models with its own weights, float32."""
+    if topk < 1 or (min_votes is not None and min_votes < 1):
+        raise ReidError(f"topk and min_votes must be at least 1, got topk={topk}, min_votes={min_votes}")
+    stack = _stack(mats)
+    weights = consensus_weights(stack, topk, min_votes)
+    return np.einsum("qm,mqg->qg", weights, stack).astype(np.float32)

@@ -1,0 +1,232 @@
+"""Distance matrices on disk: `.npy` with its id files, and the official submission CSV.
+
+A matrix is always stored with the ids that give its row and column order, so a stage that
+combines matrices can refuse ones that do not line up. Writes go to a temporary file that is
+renamed into place, so an interrupted run never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reid.errors import ReidError
+
+QUERY_IDS = "query_ids.txt"
+GALLERY_IDS = "gallery_ids.txt"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write bytes to `path` through a temporary file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> np.ndarray:
+    """A finite 2-D float32 matrix whose shape matches the ids, or a ReidError naming `path`."""
+    distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise ReidError(f"{path}: expected a 2-D distance matrix, got shape {distmat.shape}")
+    if distmat.shape != (len(query_ids), len(gallery_ids)):
+        raise ReidError(f"{path}: matrix shape {distmat.shape} does not match "
+                        f"{len(query_ids)} query ids and {len(gallery_ids)} gallery ids")
+    if not np.issubdtype(distmat.dtype, np.number) or not np.isfinite(distmat).all():
+        raise ReidError(f"{path}: distance matrix contains NaN, inf or non-numbers")
+    for name, ids in (("query", query_ids), ("gallery", gallery_ids)):
+        if len(set(map(str, ids))) != len(ids):
+            raise ReidError(f"{path}: {name} ids are not unique")
+    return distmat.astype(np.float32, copy=False)
+
+
+def _int_ids(path: Path | str, ids, name: str) -> np.ndarray:
+    """Integer ids (the official CSV has numeric image ids)."""
+    try:
+        return np.asarray([int(i) for i in ids], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise ReidError(f"{path}: {name} ids must be integers for the submission CSV") from None
+
+
+def _submission_text(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray) -> bytes:
+    """The official CSV: `0,` then the gallery ids; then per query (ascending) its distances."""
+    order = np.argsort(query_ids, kind="stable")
+    buf = io.StringIO()
+    buf.write("0," + ",".join(map(str, gallery_ids)) + "\n")
+    rows = np.column_stack([query_ids[order].astype(np.float64), distmat[order].astype(np.float64)])
+    np.savetxt(buf, rows, fmt=",".join(["%d"] + ["%10.5f"] * distmat.shape[1]))
+    return buf.getvalue().encode()
+
+
+def write_submission(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> Path:
+    """Write the official submission CSV (rows sorted by query id)."""
+    path = Path(path)
+    distmat = check_matrix(path, distmat, query_ids, gallery_ids)
+    q, g = _int_ids(path, query_ids, "query"), _int_ids(path, gallery_ids, "gallery")
+    _atomic_write(path, _submission_text(distmat, q, g))
+    return path
+
+
+def read_submission(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distmat float32, query_ids, gallery_ids) from an official submission CSV."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReidError(f"{path}: cannot read ({exc})") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ReidError(f"{path}: empty file")
+    header = [c.strip() for c in lines[0].split(",")]
+    if header[0] != "0" or len(header) < 2:
+        raise ReidError(f"{path}: not an official submission CSV (first row must be 0 then the gallery ids)")
+    gallery_ids = _int_ids(path, header[1:], "gallery")
+    if len(lines) == 1:
+        raise ReidError(f"{path}: no query rows")
+    try:
+        table = np.loadtxt(lines[1:], delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise ReidError(f"{path}: not an official submission CSV ({exc})") from None
+    if table.shape[1] != len(gallery_ids) + 1:
+        raise ReidError(f"{path}: rows have {table.shape[1] - 1} distances for {len(gallery_ids)} gallery ids")
+    if not np.array_equal(table[:, 0], np.round(table[:, 0])):
+        raise ReidError(f"{path}: query ids in the first column must be integers")
+    query_ids = table[:, 0].astype(np.int64)
+    distmat = check_matrix(path, table[:, 1:], query_ids, gallery_ids)
+    return distmat, query_ids, gallery_ids
+
+
+def _ids_text(ids) -> bytes:
+    return "".join(f"{i}\n" for i in ids).encode()
+
+
+def save_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> Path:
+    """Save a float32 `.npy` with `query_ids.txt` and `gallery_ids.txt` in the same folder."""
+    path = Path(path)
+    distmat = check_matrix(path, distmat, query_ids, gallery_ids)
+    _check_siblings(path, query_ids, gallery_ids)
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(distmat, dtype=np.float32))
+    _atomic_write(path.parent / QUERY_IDS, _ids_text(query_ids))
+    _atomic_write(path.parent / GALLERY_IDS, _ids_text(gallery_ids))
+    _atomic_write(path, buf.getvalue())
+    return path
+
+
+def _check_siblings(path: Path, query_ids, gallery_ids) -> None:
+    """Refuse to rewrite id files that other matrices in the same folder still rely on."""
+    others = [p for p in path.parent.glob("*.npy") if p.resolve() != path.resolve()]
+    for name, ids in ((QUERY_IDS, query_ids), (GALLERY_IDS, gallery_ids)):
+        old = path.parent / name
+        if others and old.exists() and old.read_bytes() != _ids_text(ids):
+            raise ReidError(f"{path}: {old} already lists other ids for {others[0].name}; "
+                            "save this matrix in its own folder")
+
+
+def _read_ids(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise ReidError(f"{path}: missing (a distance matrix needs its id files beside it)")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ReidError(f"{path}: empty file")
+    try:
+        return np.asarray([int(i) for i in ids], dtype=np.int64)
+    except ValueError:
+        return np.asarray(ids)
+
+
+def load_matrix(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distmat float32, query_ids, gallery_ids) from a `.npy` and the id files beside it."""
+    path = Path(path)
+    try:
+        distmat = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ReidError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise ReidError(f"{path}: not a readable .npy matrix ({exc})") from None
+    query_ids = _read_ids(path.parent / QUERY_IDS)
+    gallery_ids = _read_ids(path.parent / GALLERY_IDS)
+    return check_matrix(path, distmat, query_ids, gallery_ids), query_ids, gallery_ids
+
+
+def load_any(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A matrix from either format, chosen by the file suffix (`.npy` or `.csv`)."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        return load_matrix(path)
+    if path.suffix == ".csv":
+        return read_submission(path)
+    raise ReidError(f"{path}: expected a .npy distance matrix or an official .csv submission")
+
+
+def load_aligned(paths) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Matrices from several files that must share one query order and one gallery order."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ReidError("no input matrices given")
+    mats, ids = [], []
+    for path in paths:
+        distmat, q, g = load_any(path)
+        if ids and not (_same_ids(q, ids[0][0]) and _same_ids(g, ids[0][1])):
+            raise ReidError(f"{path}: query or gallery ids differ in content or order from {paths[0]}")
+        mats.append(distmat)
+        ids.append((q, g))
+    return mats, ids[0][0], ids[0][1]
+
+
+def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) == len(b) and bool((a.astype(str) == b.astype(str)).all())
+
+
+def numeric_ids(ids) -> bool:
+    """Whether ids can go into the official CSV, whose ids are integers."""
+    try:
+        [int(i) for i in ids]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def read_labels(path: Path | str) -> dict[str, str]:
+    """{image id: player} from a CSV with columns img_id,player (e.g. a ground_truth.csv).
+
+    An img_id written as a path (`reid_challenge/query/12.jpeg`) is keyed by its stem (`12`),
+    the id the matrices use.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str)
+    except (OSError, ValueError) as exc:
+        raise ReidError(f"{path}: cannot read labels ({exc})") from None
+    if not {"img_id", "player"} <= set(df.columns):
+        raise ReidError(f"{path}: a labels CSV needs the columns img_id and player")
+    return {Path(i).stem: p for i, p in zip(df["img_id"], df["player"])}
+
+
+def labels_for(path: Path | str, ids) -> np.ndarray:
+    """The player of each id, from a labels CSV; every id must be listed."""
+    table = read_labels(path)
+    missing = [str(i) for i in ids if str(i) not in table]
+    if missing:
+        raise ReidError(f"{path}: no label for {len(missing)} ids, e.g. {', '.join(missing[:3])}")
+    return np.asarray([table[str(i)] for i in ids])
+
+
+def write_outputs(out_dir: Path | str, distmat: np.ndarray, query_ids, gallery_ids,
+                  name: str = "dist") -> list[Path]:
+    """`<name>.npy` with its id files, and `<name>.csv` in the official format when ids are integers."""
+    out_dir = Path(out_dir)
+    written = [save_matrix(out_dir / f"{name}.npy", distmat, query_ids, gallery_ids)]
+    if numeric_ids(query_ids) and numeric_ids(gallery_ids):
+        written.append(write_submission(out_dir / f"{name}.csv", distmat, query_ids, gallery_ids))
+    return written

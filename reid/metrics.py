@@ -1,0 +1,84 @@
+"""Evaluation: mAP and CMC ranks of a distance matrix (RERANKING.md §5).
+
+AP is scikit-learn's `average_precision_score(is_match, -distance)` over the whole gallery,
+tied distances included. scikit-learn integrates precision over *distinct* thresholds, so a
+match at distance v contributes `#matches(d <= v) / #images(d <= v)`: the precision at the
+end of its group of ties. That needs only counts, which come from one sort of every row and
+a binary search for each match, for all queries at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reid.errors import ReidError
+
+_CHUNK_ELEMENTS = 1 << 22  # distance entries per chunk of query rows: bounds the working memory
+
+
+def _check(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray) -> None:
+    """Shapes must agree and distances be finite: a silent broadcast would score nonsense."""
+    if distmat.ndim != 2 or distmat.shape != (len(query_ids), len(gallery_ids)):
+        raise ReidError(f"distance matrix of shape {distmat.shape} does not match "
+                        f"{len(query_ids)} query and {len(gallery_ids)} gallery ids")
+    if not np.isfinite(distmat).all():
+        raise ReidError("distance matrix contains NaN or inf")
+
+
+def _ordinals(dist: np.ndarray) -> np.ndarray:
+    """uint32 codes with the same order and the same ties as the distances."""
+    if dist.dtype == np.float32:
+        bits = (dist + np.float32(0)).view(np.uint32)  # -0.0 + 0 is +0.0: equal values, equal codes
+        return np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+    return np.unique(dist, return_inverse=True)[1].reshape(dist.shape).astype(np.uint32)
+
+
+def _chunk_scores(dist: np.ndarray, matches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AP and 0-based first-match rank of each row of a chunk (every row has a match)."""
+    n, ng = dist.shape
+    codes = _ordinals(dist)
+    rows = np.arange(n, dtype=np.uint64)
+    # Keys ordered by (row, distance): one binary search then serves every row at once.
+    all_keys = (rows[:, None] << np.uint64(32)) | np.sort(codes, axis=1)
+    r, c = np.nonzero(matches)
+    match_keys = (r.astype(np.uint64) << np.uint64(32)) | codes[r, c]
+    sorted_match_keys = np.sort(match_keys)
+    row_starts = np.searchsorted(r, np.arange(n))
+    images_le = np.searchsorted(all_keys.ravel(), match_keys, side="right") - r * ng
+    matches_le = np.searchsorted(sorted_match_keys, match_keys, side="right") - row_starts[r]
+    ap = np.bincount(r, weights=matches_le / images_le, minlength=n) / np.bincount(r, minlength=n)
+    # First match in a stable sort: images strictly closer, plus equal ones earlier in the gallery.
+    best = sorted_match_keys[row_starts]
+    at_best = match_keys == best[r]
+    first_col = np.full(n, ng)
+    np.minimum.at(first_col, r[at_best], c[at_best])
+    closer = np.searchsorted(all_keys.ravel(), best, side="left") - np.arange(n) * ng
+    best_code = codes[np.arange(n), first_col]
+    earlier_ties = ((codes == best_code[:, None]) & (np.arange(ng) < first_col[:, None])).sum(axis=1)
+    return ap, closer + earlier_ties
+
+
+def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray) -> dict[str, float]:
+    """mAP and rank-1/5/10 (fractions) over the queries that have a match in the gallery.
+
+    Ranks use the first-match rule, ties broken by gallery order (as a stable sort would).
+    """
+    distmat = np.asarray(distmat)
+    query_ids = np.asarray(query_ids)
+    gallery_ids = np.asarray(gallery_ids)
+    _check(distmat, query_ids, gallery_ids)
+    nq, ng = distmat.shape
+    rows = max(1, _CHUNK_ELEMENTS // max(ng, 1))
+    aps, firsts = [], []
+    for start in range(0, nq, rows):
+        matches = query_ids[start:start + rows, None] == gallery_ids[None, :]
+        valid = matches.any(axis=1)
+        ap, first = _chunk_scores(distmat[start:start + rows][valid], matches[valid])
+        aps.append(ap)
+        firsts.append(first)
+    ap = np.concatenate(aps)
+    first = np.concatenate(firsts)
+    if ap.size == 0:
+        raise ReidError("no query has a matching identity in the gallery")
+    return {"mAP": float(ap.mean()), "rank1": float((first < 1).mean()),
+            "rank5": float((first < 5).mean()), "rank10": float((first < 10).mean())}

@@ -1,0 +1,41 @@
+"""Stage 5: mean fusion of several distance matrices (RERANKING.md §4).
+
+    python sim_fuse.py --inputs=runs/a/challenge/dist_kr.npy,runs/b/challenge/dist_kr.npy
+
+Inputs are `.npy` matrices (with `query_ids.txt` / `gallery_ids.txt` beside them) or official
+submission CSVs, over the same queries and gallery in the same order. Writes the fused
+`dist.npy` with its id files, and `dist.csv` in the official format when ids are integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reid.config import format_config, run
+from reid.fusion import mean_fuse
+from reid.io import labels_for, load_aligned, write_outputs
+from reid.metrics import evaluate
+
+
+@dataclass
+class Config:
+    inputs: tuple[Path, ...] = ()  # distance matrices to fuse: .npy (ids beside it) or official .csv
+    weights: tuple[float, ...] = ()  # one weight per input; empty means equal weights
+    out_dir: Path = Path("outputs/sim_fuse")  # gets dist.npy, query_ids.txt, gallery_ids.txt, dist.csv
+    labels: Path | None = None  # CSV with columns img_id,player (e.g. a ground_truth.csv): prints mAP
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    mats, query_ids, gallery_ids = load_aligned(cfg.inputs)
+    fused = mean_fuse(mats, cfg.weights or None)
+    for path in write_outputs(cfg.out_dir, fused, query_ids, gallery_ids):
+        print(f"wrote {path}")
+    if cfg.labels is not None:
+        s = evaluate(fused, labels_for(cfg.labels, query_ids), labels_for(cfg.labels, gallery_ids))
+        print(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
+
+
+if __name__ == "__main__":
+    run(main, Config)

@@ -1,0 +1,94 @@
+"""Stage 5 scripts, run as a user runs them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reid.fusion import dissim_fuse, mean_fuse
+from reid.io import load_matrix, read_submission, save_matrix, write_submission
+from reid.metrics import evaluate
+from conftest import call, run_script
+
+
+@pytest.fixture
+def models(tmp_path):
+    """Three models' matrices over 4 queries x 12 gallery images, and a labels CSV."""
+    rng = np.random.default_rng(0)
+    q_ids, g_ids = np.arange(4) + 1, np.arange(12) + 100
+    players = {**{int(q): int(q) % 4 for q in q_ids}, **{int(g): int(g) % 4 for g in g_ids}}
+    paths, mats = [], []
+    for m in range(3):
+        dist = rng.random((4, 12)).astype(np.float32)
+        paths.append(save_matrix(tmp_path / f"model{m}" / "dist.npy", dist, q_ids, g_ids))
+        mats.append(dist)
+    labels = tmp_path / "ground_truth.csv"
+    labels.write_text("img_id,player\n" + "".join(f"reid_challenge/query/{i}.jpeg,{p}\n"
+                                                   for i, p in players.items()))
+    return paths, mats, q_ids, g_ids, labels, players
+
+
+def test_sim_fuse_subprocess(tmp_path, models):
+    paths, mats, q_ids, g_ids, labels, players = models
+    out = tmp_path / "sim"
+    done = run_script("sim_fuse.py", f"--inputs={paths[0]},{paths[1]},{paths[2]}", f"--out_dir={out}",
+                      f"--labels={labels}", "--weights=1,2,1")
+    assert done.returncode == 0, done.stderr
+    fused, q, g = load_matrix(out / "dist.npy")
+    np.testing.assert_allclose(fused, mean_fuse(mats, [1, 2, 1]), rtol=1e-6)
+    np.testing.assert_array_equal(q, q_ids)
+    np.testing.assert_array_equal(read_submission(out / "dist.csv")[2], g_ids)
+    score = evaluate(fused, np.array([players[i] for i in q]), np.array([players[i] for i in g]))
+    assert f"mAP {score['mAP']:.4f}" in done.stdout
+
+
+def test_dissim_fuse_subprocess_mixing_formats(tmp_path, models):
+    paths, mats, q_ids, g_ids, _, _ = models
+    csv = write_submission(tmp_path / "model2.csv", mats[2], q_ids, g_ids)
+    out = tmp_path / "dissim"
+    done = run_script("dissim_fuse.py", f"--inputs={paths[0]},{paths[1]},{csv}", f"--out_dir={out}", "--topk=5")
+    assert done.returncode == 0, done.stderr
+    expected = dissim_fuse([mats[0], mats[1], read_submission(csv)[0]], topk=5)
+    np.testing.assert_allclose(load_matrix(out / "dist.npy")[0], expected, rtol=1e-6)
+
+
+def test_winning_recipe_chain(tmp_path, models):
+    paths, mats, *_ = models
+    inputs = ",".join(map(str, paths))
+    assert call("sim_fuse.py", f"--inputs={inputs}", f"--out_dir={tmp_path / 's'}").returncode == 0
+    assert call("dissim_fuse.py", f"--inputs={inputs}", f"--out_dir={tmp_path / 'd'}").returncode == 0
+    final = call("sim_fuse.py", f"--inputs={tmp_path / 's' / 'dist.npy'},{tmp_path / 'd' / 'dist.npy'}",
+                 f"--out_dir={tmp_path / 'final'}")
+    assert final.returncode == 0, final.stderr
+    expected = mean_fuse([mean_fuse(mats), dissim_fuse(mats)])
+    np.testing.assert_allclose(load_matrix(tmp_path / "final" / "dist.npy")[0], expected, rtol=1e-6)
+
+
+def test_refuses_different_orders(tmp_path, models):
+    paths, mats, q_ids, g_ids, _, _ = models
+    other = save_matrix(tmp_path / "shuffled" / "dist.npy", mats[0][:, ::-1], q_ids, g_ids[::-1])
+    before = [p.read_bytes() for p in paths]
+    done = call("sim_fuse.py", f"--inputs={paths[0]},{other}", f"--out_dir={tmp_path / 'x'}")
+    assert done.returncode == 1
+    assert str(other) in done.stderr and "differ" in done.stderr
+    assert [p.read_bytes() for p in paths] == before
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("script", ["sim_fuse.py", "dissim_fuse.py"])
+def test_bad_inputs_exit_cleanly(tmp_path, models, script):
+    paths, *_ = models
+    assert "no input matrices" in call(script, f"--out_dir={tmp_path}").stderr
+    np.save(paths[1], np.full((4, 12), np.nan, dtype=np.float32))
+    done = call(script, f"--inputs={paths[0]},{paths[1]}", f"--out_dir={tmp_path / 'y'}")
+    assert done.returncode == 1 and str(paths[1]) in done.stderr and "NaN" in done.stderr
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    done = call(script, f"--inputs={empty}", f"--out_dir={tmp_path / 'y'}")
+    assert done.returncode == 1 and "empty file" in done.stderr
+
+
+def test_bad_input_subprocess_has_no_traceback(tmp_path):
+    done = run_script("dissim_fuse.py", f"--inputs={tmp_path / 'missing.npy'}", f"--out_dir={tmp_path}")
+    assert done.returncode == 1
+    assert "missing.npy" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,83 @@
+"""Evaluation (RERANKING.md §5) against scikit-learn, one query at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import reference_rerank as ref
+from reid.errors import ReidError
+from reid.metrics import evaluate
+
+
+def case(nq: int, ng: int, seed: int, ties: bool, n_ids: int = 5):
+    rng = np.random.default_rng(seed)
+    if ties:
+        dist = rng.integers(0, 4, (nq, ng)).astype(np.float32)
+    else:
+        dist = rng.random((nq, ng)).astype(np.float32)
+    return dist, rng.integers(0, n_ids, nq), rng.integers(0, n_ids, ng)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("ties", [False, True])
+def test_matches_sklearn(seed, ties):
+    dist, q, g = case(1 + seed * 3, 5 + seed * 7, seed, ties)
+    if not (q[:, None] == g[None, :]).any():
+        pytest.skip("no query has a match")
+    got, expected = evaluate(dist, q, g), ref.evaluate(dist, q, g)
+    assert got.keys() == {"mAP", "rank1", "rank5", "rank10"}
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-12), key
+
+
+def test_ties_count_as_scikit_learn_counts_them():
+    # The match ties with two non-matches: precision at the end of the tied group is 1/3.
+    dist = np.array([[0.5, 0.5, 0.5, 0.9]], dtype=np.float32)
+    result = evaluate(dist, np.array([1]), np.array([2, 1, 3, 4]))
+    assert result["mAP"] == pytest.approx(1 / 3)
+    assert result["rank1"] == 0 and result["rank5"] == 1  # stable order puts the match second
+
+
+def test_negative_zero_ties_with_zero():
+    dist = np.array([[0.0, -0.0, 1.0]], dtype=np.float32)
+    assert evaluate(dist, np.array([1]), np.array([3, 1, 2]))["mAP"] == pytest.approx(0.5)
+
+
+def test_float64_and_integer_distances():
+    dist, q, g = case(6, 40, 3, ties=False)
+    d64 = dist.astype(np.float64) + np.linspace(0, 1e-12, dist.size).reshape(dist.shape)
+    assert evaluate(d64, q, g)["mAP"] == pytest.approx(ref.evaluate(d64, q, g)["mAP"], abs=1e-12)
+    dint = (dist * 10).astype(np.int64)
+    assert evaluate(dint, q, g)["mAP"] == pytest.approx(ref.evaluate(dint, q, g)["mAP"], abs=1e-12)
+
+
+def test_query_without_match_is_skipped():
+    dist = np.array([[0.1, 0.9], [0.2, 0.3]], dtype=np.float32)
+    result = evaluate(dist, np.array([7, 1]), np.array([1, 2]))
+    assert result == {"mAP": 1.0, "rank1": 1.0, "rank5": 1.0, "rank10": 1.0}
+
+
+def test_chunking_does_not_change_results(monkeypatch):
+    import reid.metrics as metrics
+    dist, q, g = case(40, 30, 5, ties=True)
+    whole = evaluate(dist, q, g)
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 70)
+    assert evaluate(dist, q, g) == whole
+
+
+def test_string_ids():
+    dist = np.array([[0.1, 0.3]], dtype=np.float32)
+    result = evaluate(dist, np.array(["a"]), np.array(["b", "a"]))
+    assert result["rank1"] == 0.0 and result["mAP"] == 0.5
+
+
+def test_bad_input():
+    dist = np.zeros((2, 3), dtype=np.float32)
+    with pytest.raises(ReidError, match="does not match"):
+        evaluate(dist, np.arange(3), np.arange(3))
+    dist[0, 0] = np.inf
+    with pytest.raises(ReidError, match="NaN or inf"):
+        evaluate(dist, np.arange(2), np.arange(3))
+    with pytest.raises(ReidError, match="no query"):
+        evaluate(np.zeros((1, 2)), np.array([5]), np.array([1, 2]))

@@ -1,0 +1,194 @@
+"""Re-ranking (RERANKING.md §1-§3) against the plain reference implementations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import reference_rerank as ref
+import reid.rerank as rr
+from reid.distance import sq_euclidean
+from reid.errors import ReidError
+
+SHAPES = [(1, 1), (1, 6), (3, 12), (6, 30), (12, 45)]
+PARAMS = [(20, 6, 0.3), (5, 1, 0.3), (3, 3, 0.5), (4, 9, 0.0), (1, 1, 1.0), (2, 2, 0.2)]
+
+
+def features(nq: int, ng: int, dim: int = 8, seed: int = 0, levels: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random features; with `levels`, coordinates on a coarse grid so distances are exact and tie."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((nq + ng, dim)).astype(np.float32)
+    if levels:
+        x = np.round(x * levels / 2) / levels
+    return x[:nq], x[nq:]
+
+
+def blocks(qf: np.ndarray, gf: np.ndarray, power: float = 1.0):
+    """(q_g, q_q, g_g) of squared Euclidean distances raised to `power`."""
+    return tuple(sq_euclidean(a, b) ** power for a, b in ((qf, gf), (qf, qf), (gf, gf)))
+
+
+def asymmetric(nq: int, ng: int, seed: int):
+    """Unrelated positive blocks: q_q and g_g not symmetric, so transposes matter."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((nq, ng)).astype(np.float32) + 0.1, rng.random((nq, nq)).astype(np.float32),
+            rng.random((ng, ng)).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("params", PARAMS)
+def test_k_reciprocal_matches_reference(shape, params):
+    k1, k2, lam = params
+    mats = blocks(*features(*shape, seed=shape[1]), power=0.5)
+    expected = ref.k_reciprocal(*mats, k1=k1, k2=k2, lambda_value=lam)
+    got = rr.k_reciprocal(*mats, k1=k1, k2=k2, lambda_value=lam)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("params", PARAMS)
+def test_hard_weight_matches_reference(shape, params):
+    k1, k2, lam = params
+    mats = blocks(*features(*shape, seed=shape[1] + 1))
+    expected = ref.hard_weight(*mats, k1=k1, k2=k2, lambda_value=lam)
+    got = rr.hard_weight(*mats, k1=k1, k2=k2, lambda_value=lam)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("method", ["k_reciprocal", "hard_weight"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_asymmetric_inputs_follow_the_definition(method, seed):
+    mats = asymmetric(7, 25, seed)
+    got = getattr(rr, method)(*mats, k1=6, k2=3)
+    np.testing.assert_allclose(got, getattr(ref, method)(*mats, k1=6, k2=3), atol=2e-6)
+
+
+@pytest.mark.parametrize("method", ["k_reciprocal", "hard_weight"])
+@pytest.mark.parametrize("levels", [1, 2])
+def test_exact_ties_go_to_the_lower_index(method, levels):
+    qf, gf = features(8, 40, dim=3, seed=levels, levels=levels)
+    gf[5:9] = gf[4]  # duplicated gallery images: many distances exactly equal
+    mats = blocks(qf, gf)
+    assert len(np.unique(mats[2])) < mats[2].size / 4
+    for k1, k2 in ((5, 3), (10, 6)):
+        expected = getattr(ref, method)(*mats, k1=k1, k2=k2)
+        np.testing.assert_allclose(getattr(rr, method)(*mats, k1=k1, k2=k2), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("method", ["k_reciprocal", "hard_weight"])
+def test_k1_larger_than_everything(method):
+    mats = blocks(*features(3, 5, seed=4))
+    expected = getattr(ref, method)(*mats, k1=30, k2=20)
+    np.testing.assert_allclose(getattr(rr, method)(*mats, k1=30, k2=20), expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("method", ["k_reciprocal", "hard_weight"])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 2)])
+def test_tiny_sets(method, shape):
+    mats = blocks(*features(*shape, seed=9))
+    got = getattr(rr, method)(*mats)
+    assert got.shape == shape and np.isfinite(got).all()
+    np.testing.assert_allclose(got, getattr(ref, method)(*mats), atol=2e-6)
+
+
+def test_hard_weight_ignores_image_order():
+    mats = blocks(*features(9, 50, seed=5))
+    rng = np.random.default_rng(0)
+    pq, pg = rng.permutation(9), rng.permutation(50)
+    q_g, q_q, g_g = mats
+    base = rr.hard_weight(q_g, q_q, g_g, k1=8, k2=4)
+    moved = rr.hard_weight(q_g[pq][:, pg], q_q[pq][:, pq], g_g[pg][:, pg], k1=8, k2=4)
+    np.testing.assert_allclose(moved, base[pq][:, pg], atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["k_reciprocal", "hard_weight"])
+@pytest.mark.parametrize("levels", [0, 2])
+@pytest.mark.parametrize("rows", [None, 1, 7])
+def test_features_equal_matrices(method, levels, rows):
+    qf, gf = features(10, 60, dim=6, seed=3, levels=levels)
+    q_g, q_q, g_g = blocks(qf, gf)
+    if method == "k_reciprocal":
+        expected = rr.k_reciprocal(q_g, q_q, g_g, k1=7, k2=3)
+    else:
+        expected = rr.hard_weight(q_g, q_q, g_g, k1=7, k2=3)
+    got = rr.rerank_features(qf, gf, method=method, k1=7, k2=3, rows=rows)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_jaccard_chunking_does_not_change_results(monkeypatch):
+    mats = blocks(*features(12, 45, seed=6))
+    whole = rr.k_reciprocal(*mats, k1=6, k2=3)
+    monkeypatch.setattr(rr, "_TRIPLES", 50)
+    np.testing.assert_array_equal(rr.k_reciprocal(*mats, k1=6, k2=3), whole)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_smallest_breaks_ties_by_column(seed):
+    rng = np.random.default_rng(seed)
+    block = rng.integers(0, 4 + seed * 10, (30, 50)).astype(np.float32)
+    for k in (1, 5, 50):
+        idx, vals = rr.smallest(block, k)
+        order = np.argsort(block, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(idx, order)
+        np.testing.assert_array_equal(vals, np.take_along_axis(block, order, axis=1))
+
+
+def test_inputs_are_not_modified():
+    mats = blocks(*features(4, 20, seed=7))
+    copies = [m.copy() for m in mats]
+    rr.k_reciprocal(*mats)
+    rr.hard_weight(*mats)
+    for m, c in zip(mats, copies):
+        np.testing.assert_array_equal(m, c)
+
+
+@pytest.mark.parametrize("method", ["k_reciprocal", "hard_weight"])
+def test_bad_input_is_a_reid_error(method):
+    q_g, q_q, g_g = blocks(*features(3, 8, seed=8))
+    fn = getattr(rr, method)
+    with pytest.raises(ReidError, match="shapes disagree"):
+        fn(q_g, q_q, g_g[:-1, :-1])
+    bad = q_g.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ReidError, match="NaN"):
+        fn(bad, q_q, g_g)
+    with pytest.raises(ReidError, match="k1"):
+        fn(q_g, q_q, g_g, k1=0)
+    with pytest.raises(ReidError, match="unknown re-ranking method"):
+        rr.rerank_features(np.ones((2, 3)), np.ones((4, 3)), method="nope")
+    with pytest.raises(ReidError, match="feature sizes differ"):
+        rr.rerank_features(np.ones((2, 3)), np.ones((4, 5)), method=method)
+
+
+def test_matches_public_port_when_cached():
+    """Offline check against the public port, if the benchmark has already fetched it."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reid-bench"
+    cached = cache / "torchreid-0.2.5-rerank.py"
+    if not cached.exists():
+        pytest.skip("run bench/rerank_speed.py once to fetch the port")
+    namespace: dict = {}
+    exec(compile(cached.read_text(), str(cached), "exec"), namespace)
+    mats = blocks(*features(15, 80, seed=10), power=0.5)
+    for k1, k2 in ((20, 6), (5, 1), (7, 3)):
+        port = namespace["re_ranking"](*mats, k1=k1, k2=k2, lambda_value=0.3)
+        np.testing.assert_allclose(rr.k_reciprocal(*mats, k1=k1, k2=k2), port, atol=1e-5)
+
+
+def test_smallest_ranks_scaled_values_as_rounded():
+    # Consecutive float32 values near 1.9 that dividing by 3 rounds together: ties made by the scale.
+    row = (np.array(1.9, dtype=np.float32).view(np.uint32) + np.arange(40, dtype=np.uint32)).view(np.float32)
+    row = np.concatenate([row[::-1], row])
+    block = np.stack([row, row[::-1], np.roll(row, 7)])
+    scale = np.array([3, 3, 3.5], dtype=np.float32)
+    scaled = block / scale[:, None]
+    assert len(np.unique(scaled[0])) < len(np.unique(block[0]))
+    for k in (1, 6, 39, 80):
+        idx, vals = rr.smallest(block, k, scale=scale)
+        order = np.argsort(scaled, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(idx, order)
+        np.testing.assert_array_equal(vals, np.take_along_axis(scaled, order, axis=1))
