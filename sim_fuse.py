@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid.config import format_config, run
-from reid.fusion import mean_fuse
-from reid.io import labels_for, load_aligned, write_outputs
-from reid.metrics import evaluate
+from reid.fusion import fuse_files, mean_fuse
 
 
 @dataclass
@@ -28,13 +26,9 @@ class Config:
 
 def main(cfg: Config) -> None:
     print(format_config(cfg))
-    mats, query_ids, gallery_ids = load_aligned(cfg.inputs)
-    fused = mean_fuse(mats, cfg.weights or None)
-    for path in write_outputs(cfg.out_dir, fused, query_ids, gallery_ids):
-        print(f"wrote {path}")
-    if cfg.labels is not None:
-        s = evaluate(fused, labels_for(cfg.labels, query_ids), labels_for(cfg.labels, gallery_ids))
-        print(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
+    fuse = lambda mats: mean_fuse(mats, cfg.weights or None)  # noqa: E731
+    for line in fuse_files(cfg.inputs, fuse, cfg.out_dir, cfg.labels):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ them from disk checks the id files, these functions check the shapes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
 from reid.errors import ReidError
+from reid.io import labels_for, load_aligned, write_outputs
+from reid.metrics import evaluate
 from reid.rerank import smallest
 
 
@@ -64,3 +67,18 @@ def dissim_fuse(mats: Sequence[np.ndarray], topk: int = 15, min_votes: int | Non
     stack = _stack(mats)
     weights = consensus_weights(stack, topk, min_votes)
     return np.einsum("qm,mqg->qg", weights, stack).astype(np.float32)
+
+
+def fuse_files(inputs: Sequence[Path], fuse: Callable[[list[np.ndarray]], np.ndarray], out_dir: Path,
+               labels: Path | None = None) -> list[str]:
+    """Fuse aligned matrices from disk, write the result with its ids and CSV; report lines.
+
+    The shared body of sim_fuse.py and dissim_fuse.py: only `fuse` differs between them.
+    """
+    mats, query_ids, gallery_ids = load_aligned(inputs)
+    fused = fuse(mats)
+    lines = [f"wrote {path}" for path in write_outputs(out_dir, fused, query_ids, gallery_ids)]
+    if labels is not None:
+        s = evaluate(fused, labels_for(labels, query_ids), labels_for(labels, gallery_ids))
+        lines.append(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
+    return lines
