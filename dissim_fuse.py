@@ -11,6 +11,7 @@ matrices, then sim_fuse.py on the two results. Inputs and outputs as in sim_fuse
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from reid.config import format_config, run
@@ -28,7 +29,7 @@ class Config:
 
 def main(cfg: Config) -> None:
     print(format_config(cfg))
-    fuse = lambda mats: dissim_fuse(mats, topk=cfg.topk, min_votes=cfg.min_votes)  # noqa: E731
+    fuse = partial(dissim_fuse, topk=cfg.topk, min_votes=cfg.min_votes)
     for line in fuse_files(cfg.inputs, fuse, cfg.out_dir, cfg.labels):
         print(line)
 

@@ -10,6 +10,7 @@ submission CSVs, over the same queries and gallery in the same order. Writes the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from reid.config import format_config, run
@@ -26,7 +27,7 @@ class Config:
 
 def main(cfg: Config) -> None:
     print(format_config(cfg))
-    fuse = lambda mats: mean_fuse(mats, cfg.weights or None)  # noqa: E731
+    fuse = partial(mean_fuse, weights=cfg.weights or None)
     for line in fuse_files(cfg.inputs, fuse, cfg.out_dir, cfg.labels):
         print(line)
 
