@@ -1,0 +1,108 @@
+"""How hard is the data? mAP and rank-1 of two untrained baselines on the test and challenge splits.
+
+    python bench/synthetic_difficulty.py [--data_dir=data] [--img_size=224]
+
+(a) raw pixels: each crop downscaled to `raw_height` x `raw_width`, flattened, L2-normalised;
+(b) ImageNet efficientnet_lite0 features from the offline weights: resize keeping the aspect
+ratio, pad to a square, global-pooled 1280-d features, L2-normalised.
+The synthetic data are tuned so that (a) stays under 25% mAP and (b) lands between 30% and
+70%: training has room to show. The challenge split is scored with the ground truth that only
+synthetic data have (reid_challenge/ground_truth.csv); without it that split is skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from reid.config import format_config, run  # noqa: E402
+from reid.data import EvalDataset, list_images, parse_name  # noqa: E402
+from reid.errors import ReidError  # noqa: E402
+from reid.features import extract_features  # noqa: E402
+from reid.metrics import evaluate  # noqa: E402
+from reid.models import create_efficientnet_lite0, efficientnet_lite0_data_config  # noqa: E402
+from reid.synthetic import GROUND_TRUTH  # noqa: E402
+from reid.transforms import eval_transform  # noqa: E402
+
+
+@dataclass
+class Config:
+    data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/
+    img_size: int = 224  # input side of efficientnet_lite0 (resize keeping aspect ratio, pad)
+    raw_height: int = 32  # raw-pixel baseline: crops downscaled to this height ...
+    raw_width: int = 16  # ... and this width
+    batch_size: int = 64  # images per forward pass
+    workers: int = 2  # data-loading processes
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+def test_partition(root: Path) -> pd.DataFrame:
+    """Query (frame 00) and gallery images of the test split, labelled by player."""
+    rows = []
+    for folder, img_type in (("reid_test/query", "q"), ("reid_test/gallery", "g")):
+        rows += [(f"{folder}/{name}", parse_name(name).player, img_type) for name in list_images(root / folder)]
+    return pd.DataFrame(rows, columns=["img_id", "player", "img_type"])
+
+
+def challenge_partition(root: Path) -> pd.DataFrame | None:
+    """Challenge images labelled with the synthetic ground truth, or None for real data."""
+    path = root / GROUND_TRUTH
+    return pd.read_csv(path)[["img_id", "player", "img_type"]] if path.is_file() else None
+
+
+def raw_pixel_transform(height: int, width: int) -> A.Compose:
+    return A.Compose([A.Resize(height, width, interpolation=cv2.INTER_AREA), ToTensorV2()])
+
+
+def score(model: nn.Module, transform: A.Compose, root: Path, df: pd.DataFrame, cfg: Config, desc: str) -> dict:
+    """mAP and ranks of one feature extractor on one split (squared Euclidean on unit vectors)."""
+    loader = DataLoader(EvalDataset(root, df, transform), batch_size=cfg.batch_size, num_workers=cfg.workers)
+    feats, ids, types = extract_features(model, loader, torch.device("cpu"), desc=desc)
+    q, g = types == "q", types == "g"
+    distmat = 2 - 2 * feats[q] @ feats[g].T
+    return evaluate(distmat, ids[q], ids[g])
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    root = cfg.data_dir / "data_reid"
+    if not root.is_dir():
+        raise ReidError(f"missing dataset folder {root}: run download.py first")
+    splits = {"test": test_partition(root), "challenge": challenge_partition(root)}
+    if splits["challenge"] is None:
+        print(f"no {GROUND_TRUTH} (real data): the challenge split is skipped")
+        del splits["challenge"]
+    data = efficientnet_lite0_data_config()
+    extractors = {
+        f"raw pixels {cfg.raw_height}x{cfg.raw_width}": (nn.Flatten(),
+                                                         raw_pixel_transform(cfg.raw_height, cfg.raw_width)),
+        "ImageNet efficientnet_lite0": (create_efficientnet_lite0(pretrained=True, num_classes=0),
+                                        eval_transform(cfg.img_size, data.mean, data.std, data.interpolation)),
+    }
+    results = {(name, split): score(model, transform, root, df, cfg, f"{name} / {split}")
+               for name, (model, transform) in extractors.items() for split, df in splits.items()}
+    print(f"\n{root}")
+    header = "| features | " + " | ".join(f"{s} mAP | {s} rank-1" for s in splits) + " |"
+    print(header)
+    print("|" + "---|" * (1 + 2 * len(splits)))
+    for name in extractors:
+        cells = [f"{100 * results[name, s]['mAP']:.1f} | {100 * results[name, s]['rank1']:.1f}" for s in splits]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    run(main, Config)

