@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader
 
 from reid.config import format_config, run
 from reid.data import EvalDataset, SplitImages, load_split
-from reid.distance import sq_euclidean
 from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
 from reid.features import extract_features
@@ -29,7 +28,7 @@ from reid.fusion import mean_fuse
 from reid.io import write_outputs
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
-from reid.rerank import hard_weight, k_reciprocal, rerank_features
+from reid.rerank import distance_matrices
 from reid.transforms import eval_transform
 from reid.visualize import ranked_sheet
 
@@ -92,19 +91,6 @@ def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, Da
     return encoder.to(device).eval(), data_cfg, run_name
 
 
-def distances(qf: np.ndarray, gf: np.ndarray, cfg: Config) -> dict[str, np.ndarray]:
-    """The plain matrix and both re-rankings of it."""
-    plain = sq_euclidean(qf, gf)
-    params = dict(k1=cfg.k1, k2=cfg.k2, lambda_value=cfg.lambda_value)
-    if cfg.rerank_input == "squared":
-        return {"dist": plain,
-                "dist_kr": rerank_features(qf, gf, method="k_reciprocal", **params),
-                "dist_hw": rerank_features(qf, gf, method="hard_weight", **params)}
-    q_g, q_q, g_g = (np.sqrt(m) for m in (plain, sq_euclidean(qf, qf), sq_euclidean(gf, gf)))
-    return {"dist": plain, "dist_kr": k_reciprocal(q_g, q_q, g_g, **params),
-            "dist_hw": hard_weight(q_g, q_q, g_g, **params)}
-
-
 def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages) -> None:
     ids_q, ids_g = split.query["id"].to_numpy(), split.gallery["id"].to_numpy()
     for name, mat in mats.items():
@@ -143,7 +129,8 @@ def main(cfg: Config) -> None:
             feats, _, _ = extract_features(encoder, loader, device, dtype, flip=cfg.flip_tta,
                                            desc=f"{run_name} {split.name}")
             is_q = (split.df["img_type"] == "q").to_numpy()
-            mats = distances(feats[is_q], feats[~is_q], cfg)
+            mats = distance_matrices(feats[is_q], feats[~is_q], cfg.k1, cfg.k2, cfg.lambda_value,
+                                     cfg.rerank_input)
             per_split[split.name].append(mats)
             folder = cfg.out_dir / run_name / split.name
             write_split(folder, mats, split)

@@ -33,7 +33,7 @@ from reid.features import autocast, extract_features
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
-from reid.rerank import rerank_features
+from reid.rerank import distance_matrices
 from reid.transforms import eval_transform, train_transform
 
 
@@ -161,11 +161,12 @@ def validation_metrics(encoder: nn.Module, loader: DataLoader, device: torch.dev
     feats, ids, types = extract_features(encoder, loader, device, dtype, desc="validation")
     q, g = types == "q", types == "g"
     qf, gf = feats[q], feats[g]
-    out = {}
-    methods = {"": sq_euclidean(qf, gf)}
     if rerank:
-        for method, suffix in (("k_reciprocal", "_kr"), ("hard_weight", "_hw")):
-            methods[suffix] = rerank_features(qf, gf, method=method)
+        mats = distance_matrices(qf, gf)
+        methods = {"": mats["dist"], "_kr": mats["dist_kr"], "_hw": mats["dist_hw"]}
+    else:
+        methods = {"": sq_euclidean(qf, gf)}
+    out = {}
     for suffix, distmat in methods.items():
         scores = evaluate(distmat, ids[q], ids[g])
         out |= {f"mAP{suffix}": scores["mAP"], f"rank1{suffix}": scores["rank1"],

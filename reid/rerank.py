@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from reid.distance import as_features, block_rows, sq_euclidean_block, sq_norms
+from reid.distance import as_features, block_rows, sq_euclidean, sq_euclidean_block, sq_norms
 from reid.errors import ReidError
 
 _TRIPLES = 1 << 23  # (query, shared column, gallery) triples per chunk of the Jaccard step
@@ -489,3 +489,24 @@ def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal"
     if method == "hard_weight":
         return _hard_weight_features(x, len(qf), k1, k2, lambda_value, expansion, rows)
     raise ReidError(f"unknown re-ranking method {method!r}: use k_reciprocal or hard_weight")
+
+
+def distance_matrices(qf: np.ndarray, gf: np.ndarray, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+                      rerank_input: str = "squared") -> dict[str, np.ndarray]:
+    """The plain squared Euclidean matrix (`dist`) and both re-rankings of it (`dist_kr`, `dist_hw`).
+
+    `rerank_input="squared"` feeds squared Euclidean distances to the re-rankings (the winning
+    entry), through the memory-bounded feature path; `"euclidean"` feeds Euclidean ones (what
+    the k-reciprocal port, which squares its input, was written for) through the matrix path.
+    """
+    plain = sq_euclidean(qf, gf)
+    params = dict(k1=k1, k2=k2, lambda_value=lambda_value)
+    if rerank_input == "squared":
+        return {"dist": plain,
+                "dist_kr": rerank_features(qf, gf, method="k_reciprocal", **params),
+                "dist_hw": rerank_features(qf, gf, method="hard_weight", **params)}
+    if rerank_input != "euclidean":
+        raise ReidError(f"rerank_input={rerank_input!r}: use squared or euclidean")
+    q_g, q_q, g_g = (np.sqrt(m) for m in (plain, sq_euclidean(qf, qf), sq_euclidean(gf, gf)))
+    return {"dist": plain, "dist_kr": k_reciprocal(q_g, q_q, g_g, **params),
+            "dist_hw": hard_weight(q_g, q_q, g_g, **params)}

@@ -42,13 +42,13 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from reid.data import GROUND_TRUTH
 from reid.errors import ReidError
 
 FRAMES = 20
 SPLITS = ("train", "test", "challenge")
 SEQUENCE_PEOPLE = (8, 12)
 MARKER = "synthetic.json"
-GROUND_TRUTH = "reid_challenge/ground_truth.csv"
 CONTACT_SHEET = "synthetic_contact_sheet.png"
 
 # (players, images) per split. `full` is the 2023 edition; `small` is about a tenth, with
