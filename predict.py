@@ -25,7 +25,7 @@ from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
 from reid.features import extract_features
 from reid.fusion import mean_fuse
-from reid.io import write_outputs
+from reid.io import write_csv, write_outputs
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
 from reid.rerank import distance_matrices
@@ -80,8 +80,7 @@ def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, Da
     if not {"model", "config", "data_config"} <= set(ckpt):
         raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model/config)")
     name = ckpt["config"]["model"]
-    data_cfg = DataConfig(**{**ckpt["data_config"], "mean": tuple(ckpt["data_config"]["mean"]),
-                             "std": tuple(ckpt["data_config"]["std"])})
+    data_cfg = DataConfig.from_dict(ckpt["data_config"])
     encoder, _ = build_encoder(name, pretrained=False, img_size=data_cfg.img_size)
     try:
         encoder.load_state_dict(ckpt["model"])
@@ -96,8 +95,8 @@ def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages) -
     for name, mat in mats.items():
         write_outputs(folder, mat, ids_q, ids_g, name)
     if split.labelled:
-        split.df[["id", "player", "img_id"]].rename(columns={"id": "img_id", "img_id": "path"}).to_csv(
-            folder / "labels.csv", index=False)
+        labels = split.df[["id", "player", "img_id"]].rename(columns={"id": "img_id", "img_id": "path"})
+        write_csv(labels, folder / "labels.csv")
 
 
 def scores(mats: dict[str, np.ndarray], split: SplitImages) -> list[tuple[str, dict]]:
@@ -107,6 +106,8 @@ def scores(mats: dict[str, np.ndarray], split: SplitImages) -> list[tuple[str, d
 
 def main(cfg: Config) -> None:
     print(format_config(cfg))
+    if not cfg.checkpoints:
+        raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     device = resolve_device(cfg.device)
     dtype = amp_dtype(cfg.amp, device)
     root = cfg.data_dir / "data_reid"
@@ -116,8 +117,6 @@ def main(cfg: Config) -> None:
             print(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
             continue
         splits.append(load_split(root, name))
-    if not cfg.checkpoints:
-        raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     table: list[tuple[str, str, str, dict]] = []
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     for entry in cfg.checkpoints:

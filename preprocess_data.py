@@ -11,19 +11,13 @@ from pathlib import Path
 from reid.config import format_config, run
 from reid.data import build_challenge_df, build_train_df
 from reid.errors import ReidError
+from reid.io import write_csv
 
 
 @dataclass
 class Config:
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/; the CSVs land there
     n_folds: int = 10  # GroupKFold over games (capped at the number of games)
-
-
-def write_csv(df, path: Path) -> None:
-    """Write atomically, so an interrupted run never leaves half a partition."""
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
 
 
 def main(cfg: Config) -> None:

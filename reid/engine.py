@@ -30,6 +30,7 @@ from reid.data import (EvalDataset, PairDataset, UniquePlayerBatchSampler, ident
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
 from reid.features import autocast, extract_features
+from reid.io import write_csv
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
@@ -273,7 +274,8 @@ def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
             save_atomic(weights | state | {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                                            "rng": rng}, run_dir / "last.pt")
-            write_metrics(state["history"], run_dir / "metrics.csv")
+            # rewritten from the checkpointed history, so a resume never duplicates a row
+            write_csv(pd.DataFrame(state["history"]), run_dir / "metrics.csv")
             log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         else:
             state["epoch"] = epoch + 1
@@ -281,13 +283,6 @@ def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
             dist.barrier()
     log(f"done: best mAP {state['best_map']:.4f}; {run_dir / 'best.pt'}")
     return run_dir
-
-
-def write_metrics(history: list[dict], path: Path) -> None:
-    """Rewrite metrics.csv from the checkpointed history, so a resume never duplicates a row."""
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(history).to_csv(tmp, index=False)
-    tmp.replace(path)
 
 
 def train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,

@@ -34,6 +34,13 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
+    """A table as CSV, written atomically, so an interrupted stage never leaves half a file."""
+    path = Path(path)
+    _atomic_write(path, df.to_csv(index=False).encode())
+    return path
+
+
 def check_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> np.ndarray:
     """A finite 2-D float32 matrix whose shape matches the ids, or a ReidError naming `path`."""
     distmat = np.asarray(distmat)

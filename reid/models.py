@@ -46,6 +46,11 @@ class DataConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataConfig":
+        """Undo `to_dict` after a round trip through a checkpoint (lists back to tuples)."""
+        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+
 
 def efficientnet_lite0_data_config() -> DataConfig:
     """The input the packaged weights expect: 224 px, TensorFlow's (pixel - 127) / 128."""
