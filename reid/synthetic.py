@@ -12,8 +12,9 @@ measured from a fresh machine. `generate` writes, under `<data_dir>/data_reid/`:
 - `synthetic.json` (the marker: generator, size, seed, counts) and
   `synthetic_contact_sheet.png` (a few test players: the query, then gallery frames).
 
-A sequence is 20 frames of 8-12 people: two teams in their kits (teammates share the jersey,
-so colour alone cannot separate them) and sometimes referees. Identity lives in the jersey
+A sequence is 20 frames of 8-12 people in one arena (its own floor, boards, crowd, court
+decals and camera softness, noise and compression): two teams in their kits, colours and a
+shirt design (teammates share the jersey, so kit alone cannot separate them), sometimes referees. Identity lives in the jersey
 number (front and back, drawn with a real font), skin, hair, build, shoes, socks and
 accessories; pose, viewpoint, scale, crop, occlusion, blur, lighting and JPEG quality change
 from frame to frame. Player and sequence numbers are global: training players first, then
@@ -181,6 +182,7 @@ class Kit:
     font: str
     names: bool  # surnames above the back number
     referee: bool = False  # striped shirt, long trousers
+    pattern: str = "plain"  # the shirt's design, in the trim colour
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ SHOES = [(245, 245, 245), (20, 20, 22), (200, 30, 40), (40, 80, 200), (250, 220,
          (80, 200, 120), (250, 120, 170), (150, 150, 155), (240, 120, 30)]
 FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSans.ttf")
 LETTERS = "ABCDEFGHIJKLMNOPRSTUVWYZ"
+PATTERNS = ("plain", "pinstripes", "hoops", "panels", "sash", "checks")
 N_TEAMS = 64
 NUMBERS = ["00"] + [str(i) for i in range(100)]
 
@@ -247,14 +250,14 @@ def league(seed: int) -> tuple[tuple[Kit, Kit], ...]:
             light = tuple(int(v) for v in rng.integers(225, 256, 3))
         else:
             light = _hsv(hue + rng.uniform(0.25, 0.75), rng.uniform(0.2, 0.6), rng.uniform(0.75, 1.0))
-        font, names = _pick(rng, FONTS), bool(rng.random() < 0.5)
-        home = Kit(light, light if rng.random() < 0.8 else colour, colour, colour, font, names)
-        away = Kit(colour, colour if rng.random() < 0.8 else second, second, light, font, names)
+        font, names, pattern = _pick(rng, FONTS), bool(rng.random() < 0.5), _pick(rng, PATTERNS)
+        home = Kit(light, light if rng.random() < 0.8 else colour, colour, colour, font, names, pattern=pattern)
+        away = Kit(colour, colour if rng.random() < 0.8 else second, second, light, font, names, pattern=pattern)
         teams.append((home, away))
     return tuple(teams)
 
 
-REFEREE = Kit((150, 150, 150), (25, 25, 25), (20, 20, 20), (20, 20, 20), FONTS[0], False, True)
+REFEREE = Kit((150, 150, 150), (25, 25, 25), (20, 20, 20), (20, 20, 20), FONTS[0], False, True, "pinstripes")
 
 
 def _look(rng: np.random.Generator, kit: Kit, number: str) -> Look:
@@ -330,6 +333,9 @@ class Scene:
     floor_top: int
     gain: float
     cast: tuple[float, float, float]
+    blur: float  # the broadcast camera's softness, in pixels of a 120-pixel-tall crop
+    noise: float  # its sensor noise (standard deviation, 0-255 scale)
+    quality: int  # its JPEG quality, give or take a few
 
 
 PERSON = 200
@@ -348,8 +354,66 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
         return ImageFont.load_default(size=size)
 
 
+def _crowd(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, top: int) -> None:
+    """Spectators: heads over shirts, their size and density an arena's own."""
+    n_heads = int(rng.integers(2000, 7000))
+    xs, ys = rng.uniform(0, width, n_heads), rng.uniform(-10, top, n_heads)
+    lo = rng.uniform(2, 5)
+    sizes = rng.uniform(lo, lo * 1.6, n_heads)
+    tones = rng.integers(0, len(SKIN), n_heads)
+    shirts = rng.integers(20, 160, (n_heads, 3)) + rng.integers(0, 60, (n_heads, 1))
+    for x, y, s, t, c in zip(xs, ys, sizes, tones, shirts):
+        draw.ellipse([x - s, y + s, x + s, y + 3 * s], fill=tuple(int(v) for v in c))
+        draw.ellipse([x - 0.55 * s, y - 0.2 * s, x + 0.55 * s, y + 1.1 * s], fill=tuple(int(v) for v in SKIN[t]))
+
+
+def _boards(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, top: int, bottom: int) -> None:
+    """Advertising boards in one of three styles: sponsors' panels, an LED strip or stripes."""
+    style = _pick(rng, ("panels", "led", "stripes"))
+    palette = [_hsv(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.8)) for _ in range(3)]
+    font = _font(_pick(rng, FONTS), int((bottom - top) * rng.uniform(0.45, 0.8)))
+    x = 0
+    while x < width:
+        seg = int(rng.integers(200, 600))
+        if style == "stripes":
+            draw.rectangle([x, top, x + seg, bottom], fill=palette[0])
+            step = int(rng.integers(10, 30))
+            for sx in range(x - (bottom - top), x + seg, step):
+                draw.polygon([(sx, bottom), (sx + step // 2, bottom), (sx + step // 2 + bottom - top, top),
+                              (sx + bottom - top, top)], fill=palette[1])
+        else:
+            led = style == "led"
+            draw.rectangle([x, top, x + seg, bottom], fill=(15, 15, 20) if led else _pick(rng, palette))
+            text = "".join(_pick(rng, LETTERS) for _ in range(int(rng.integers(3, 8))))
+            draw.text((x + seg / 2, (top + bottom) / 2), text, anchor="mm", font=font,
+                      fill=palette[2] if led else _hsv(rng.random(), rng.uniform(0, 0.5), 1.0))
+        x += seg
+
+
+def _floor(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """Wooden or painted boards: plank width, contrast and laying (along, across, parquet) vary by arena."""
+    if rng.random() < 0.7:
+        wood = np.array(_hsv(rng.uniform(0.05, 0.11), rng.uniform(0.3, 0.65), rng.uniform(0.5, 0.92)), dtype=np.float32)
+    else:  # a painted court
+        wood = np.array(_hsv(rng.random(), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)), dtype=np.float32)
+    plank, contrast = int(rng.integers(6, 36)), rng.uniform(0.02, 0.12)
+    laying = _pick(rng, ("along", "along", "across", "parquet"))
+    columns = 1 + rng.normal(0, contrast, width // plank + 1).repeat(plank)[:width]
+    rows = 1 + rng.normal(0, contrast, height // plank + 1).repeat(plank)[:height]
+    if laying == "along":
+        shade = np.broadcast_to(columns[None, :], (height, width))
+    elif laying == "across":
+        shade = np.broadcast_to(rows[:, None], (height, width))
+    else:  # blocks of planks, alternately laid
+        block = plank * 4
+        yy, xx = np.indices((height, width))
+        shade = np.where((yy // block + xx // block) % 2 == 0, columns[None, :], rows[:, None])
+    grain = 1 + rng.normal(0, 0.01, (height, width))
+    return np.clip(wood[None, None] * (shade * grain)[..., None], 0, 255).astype(np.uint8)
+
+
 def scene(rng: np.random.Generator) -> Scene:
-    """Crowd, advertising boards and a wooden court with painted lines."""
+    """Crowd, advertising boards and a wooden court with painted lines: one arena's look."""
     w, h = PANORAMA
     boards_top = int(rng.integers(150, 240))
     floor_top = boards_top + int(rng.integers(30, 60))
@@ -357,34 +421,11 @@ def scene(rng: np.random.Generator) -> Scene:
     draw = ImageDraw.Draw(img)
     base = rng.uniform(15, 70)
     draw.rectangle([0, 0, w, boards_top], fill=(int(base), int(base * 0.9), int(base * 1.1)))
-    n_heads = int(rng.integers(4000, 7000))
-    xs, ys = rng.uniform(0, w, n_heads), rng.uniform(-10, boards_top, n_heads)
-    sizes = rng.uniform(3, 7, n_heads)
-    tones = rng.integers(0, len(SKIN), n_heads)
-    shirts = rng.integers(20, 160, (n_heads, 3)) + rng.integers(0, 60, (n_heads, 1))
-    for x, y, s, t, c in zip(xs, ys, sizes, tones, shirts):
-        draw.ellipse([x - s, y + s, x + s, y + 3 * s], fill=tuple(int(v) for v in c))
-        draw.ellipse([x - 0.55 * s, y - 0.2 * s, x + 0.55 * s, y + 1.1 * s], fill=tuple(int(v) for v in SKIN[t]))
+    _crowd(draw, rng, w, boards_top)
     img = img.filter(ImageFilter.GaussianBlur(1.5))
     draw = ImageDraw.Draw(img)
-    x = 0
-    while x < w:
-        seg = int(rng.integers(200, 600))
-        colour = _hsv(rng.random(), rng.uniform(0.2, 0.8), rng.uniform(0.3, 0.8))
-        draw.rectangle([x, boards_top, x + seg, floor_top], fill=colour)
-        text = "".join(_pick(rng, LETTERS) for _ in range(int(rng.integers(3, 8))))
-        font = _font(FONTS[0], int((floor_top - boards_top) * 0.7))
-        draw.text((x + seg / 2, (boards_top + floor_top) / 2), text, anchor="mm",
-                  fill=_hsv(rng.random(), rng.uniform(0, 0.5), 1.0), font=font)
-        x += seg
-    if rng.random() < 0.7:
-        wood = np.array(_hsv(rng.uniform(0.05, 0.11), rng.uniform(0.3, 0.65), rng.uniform(0.5, 0.92)), dtype=np.float32)
-    else:  # a painted court
-        wood = np.array(_hsv(rng.random(), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)), dtype=np.float32)
-    planks = 1 + rng.normal(0, 0.05, w // 12 + 1).repeat(12)[:w]
-    grain = 1 + rng.normal(0, 0.01, (h - floor_top, w))
-    floor = np.clip(wood[None, None] * (planks[None, :] * grain)[..., None], 0, 255).astype(np.uint8)
-    img.paste(Image.fromarray(floor), (0, floor_top))
+    _boards(draw, rng, w, boards_top, floor_top)
+    img.paste(Image.fromarray(_floor(rng, w, h - floor_top)), (0, floor_top))
     draw = ImageDraw.Draw(img)
     paint = _hsv(rng.random(), rng.uniform(0.2, 0.6), rng.uniform(0.4, 0.8))
     key_x = rng.uniform(0, w - 600)
@@ -396,8 +437,19 @@ def scene(rng: np.random.Generator) -> Scene:
         draw.line([(x0, floor_top + rng.uniform(5, 60)), (x1, h)], fill=line, width=int(rng.integers(3, 7)))
     y = floor_top + rng.uniform(15, 80)
     draw.line([(0, y), (w, y + rng.uniform(-30, 30))], fill=line, width=4)
+    _decals(draw, rng, w, floor_top, h)
     grade = tuple(float(v) for v in rng.uniform(0.8, 1.2, 3))  # each arena and camera has its own colours
-    return Scene(img, floor_top, float(rng.uniform(0.7, 1.25)), grade)
+    return Scene(img, floor_top, float(rng.uniform(0.7, 1.25)), grade, blur=float(rng.uniform(0, 1.2)),
+                 noise=float(rng.uniform(0.5, 4)), quality=int(rng.integers(50, 92)))
+
+
+def _decals(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, top: int, bottom: int) -> None:
+    """The home club's name painted on the court, a few times over."""
+    text = "".join(_pick(rng, LETTERS) for _ in range(int(rng.integers(3, 7))))
+    font = _font(_pick(rng, FONTS), int(rng.integers(90, 200)))
+    colour = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.95))
+    for _ in range(int(rng.integers(2, 6))):
+        draw.text((rng.uniform(0, width), rng.uniform(top + 150, bottom)), text, anchor="mm", font=font, fill=colour)
 
 
 # ------------------------------------------------------------------------------ the figures
@@ -593,14 +645,36 @@ def _draw_torso(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, sh_
             (x - hw * 1.12, waist + 0.02 * h), (x + hw * 1.12, waist + 0.02 * h), (x + sw * 0.8, sh_y + 0.1 * h),
             (x + sw * 0.7, sh_y - 0.005 * h), (x + neck, sh_y - 0.015 * h)]
     draw.polygon(body, fill=kit.shirt)
-    if kit.referee:
-        for i in range(-3, 4):
-            sx = x + i * sw * 0.27
-            draw.line([(sx, sh_y), (sx, waist + 0.015 * h)], fill=kit.trim, width=max(1, round(0.02 * h)))
+    _draw_pattern(draw, kit.pattern, kit.trim, x, (sh_y + 0.03 * h, waist + 0.02 * h),
+                  (sw * 0.78, hw * 1.1), h)
     neck_line = [(x - neck, sh_y - 0.015 * h), (x, sh_y + (0.045 if pose.facing == "front" else 0.01) * h),
                  (x + neck, sh_y - 0.015 * h)]
     draw.polygon(neck_line, fill=look.undershirt or look.skin)
     draw.line(neck_line, fill=kit.trim, width=max(1, round(0.012 * h)))
+
+
+def _draw_pattern(draw: ImageDraw.ImageDraw, pattern: str, colour: RGB, x: float, ys: tuple[float, float],
+                  halves: tuple[float, float], h: float) -> None:
+    """The shirt's design inside the torso, whose half-width runs from `halves[0]` at the top
+    to `halves[1]` at the waist: a team cue of texture rather than colour."""
+    (y0, y1), (a, b) = ys, halves
+
+    def at(u: float, v: float) -> tuple[float, float]:  # u across (-1..1), v down (0..1)
+        return x + u * (a + (b - a) * v), y0 + (y1 - y0) * v
+
+    line = max(1, round(0.014 * h))
+    if pattern in ("pinstripes", "checks"):
+        for u in np.linspace(-0.85, 0.85, 7 if pattern == "pinstripes" else 5):
+            draw.line([at(u, 0), at(u, 1)], fill=colour, width=line)
+    if pattern in ("hoops", "checks"):
+        for v in np.linspace(0.15, 0.85, 4):
+            d = 0.06 if pattern == "hoops" else 0.025
+            draw.polygon([at(-1, v - d), at(1, v - d), at(1, v + d), at(-1, v + d)], fill=colour)
+    if pattern == "panels":
+        for s in (-1, 1):
+            draw.polygon([at(s * 0.62, 0), at(s, 0), at(s, 1), at(s * 0.62, 1)], fill=colour)
+    if pattern == "sash":
+        draw.polygon([at(-1, 0), at(-0.55, 0), at(1, 0.75), at(1, 1), at(0.75, 1), at(-1, 0.3)], fill=colour)
 
 
 def _draw_number(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, sh_y: float, h: float) -> None:
@@ -702,8 +776,9 @@ def finish(img: Image.Image, size: tuple[int, int], scene: Scene, rng: np.random
     """Downscale, then blur, lighting, noise and JPEG compression: the camera's nuisances."""
     if img.size != size:
         img = img.resize(size, Image.Resampling.BOX if img.size[1] >= 2 * size[1] else Image.Resampling.BILINEAR)
-    if rng.random() < 0.2:
-        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.2) * size[1] / 120))
+    blur = scene.blur * rng.uniform(0.7, 1.3) * size[1] / 120
+    if blur > 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(blur))
     arr = np.asarray(img, dtype=np.float32)
     if rng.random() < 0.15:
         arr = _motion_blur(arr, int(rng.integers(2, max(3, size[0] // 12))))
@@ -711,9 +786,10 @@ def finish(img: Image.Image, size: tuple[int, int], scene: Scene, rng: np.random
     ramp = 1 + rng.uniform(-0.12, 0.12) * np.linspace(-1, 1, size[0], dtype=np.float32)
     arr = arr * gain[None, None, :] * ramp[None, :, None]
     arr = 255 * (np.clip(arr, 0, 255) / 255) ** rng.uniform(0.9, 1.1)
-    arr += rng.normal(0, rng.uniform(0.5, 2.5), arr.shape).astype(np.float32)
+    arr += rng.normal(0, scene.noise * rng.uniform(0.7, 1.3), arr.shape).astype(np.float32)
     out = io.BytesIO()
-    Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=int(rng.integers(55, 96)))
+    quality = int(np.clip(scene.quality + rng.integers(-5, 6), 30, 95))
+    Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 
