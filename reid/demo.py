@@ -29,8 +29,8 @@ RUNS = {
     "lite0_96": ["--img_size=96", "--seed=1"],
     "lite0_128": ["--img_size=128", "--seed=2"],
 }
-TRAIN = ["--model=efficientnet_lite0", "--pretrained=true", "--epochs=2", "--batch_size=32",
-         "--lr=4e-4", "--lr_end=1e-5", "--warmup_epochs=0.5", "--num_workers=2", "--rerank_eval=false"]
+TRAIN = ["--model=efficientnet_lite0", "--pretrained=true", "--epochs=5", "--batch_size=32",
+         "--lr=1e-3", "--lr_end=1e-5", "--warmup_epochs=0.5", "--num_workers=2", "--rerank_eval=false"]
 RUNS_FIRST = next(iter(RUNS))  # its labels.csv scores every matrix of a split (same ids everywhere)
 KINDS = {"dist": "plain", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
 
