@@ -74,7 +74,8 @@ def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, Da
     if text.startswith(PRETRAINED):
         name, _, size = text.removeprefix(PRETRAINED).partition("@")
         encoder, data_cfg = build_encoder(name, pretrained=True, img_size=int(size) if size else None)
-        return encoder.to(device).eval(), data_cfg, "pretrained_" + name.replace(":", "_").replace("/", "_")
+        run = "pretrained_" + name.replace(":", "_").replace("/", "_") + (f"_{size}" if size else "")
+        return encoder.to(device).eval(), data_cfg, run
     path = checkpoint_file(entry)
     ckpt = load_checkpoint(path)
     if not {"model", "config", "data_config"} <= set(ckpt):

@@ -41,7 +41,6 @@ VARIANTS = {
 }
 RECIPE = next(iter(VARIANTS))
 KINDS = {"dist": "none (plain)", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
-UNTRAINED = "pretrained_efficientnet_lite0"  # predict.py's run folder for `pretrained:efficientnet_lite0`
 
 
 @dataclass
@@ -111,7 +110,7 @@ def over_seeds(cfg: Config, variant: str, kind: str) -> dict[str, str]:
 
 
 def tables(cfg: Config) -> dict[str, pd.DataFrame]:
-    untrained = scores(cfg, f"{UNTRAINED}/{{split}}/dist.npy")
+    untrained = scores(cfg, f"pretrained_efficientnet_lite0_{cfg.img_size}/{{split}}/dist.npy")
     training = {"untrained ImageNet features (reference)": {c: f"{v:.1f}" for c, v in untrained.items()}}
     training |= {variant: over_seeds(cfg, variant, "dist") for variant in VARIANTS}
     rerank = {kind: over_seeds(cfg, RECIPE, name) for name, kind in KINDS.items()}

@@ -23,12 +23,9 @@ CHECKPOINTS = Path("checkpoints/demo")
 OUT = Path("outputs/demo")
 SPLITS = ("test", "challenge")
 MODEL = "efficientnet_lite0"
-BASELINE_SIZE = 128
 # Two models, as the recipe fuses several: the offline ImageNet weights at two input sizes.
-RUNS = {
-    "lite0_96": ["--img_size=96", "--seed=1"],
-    "lite0_128": ["--img_size=128", "--seed=2"],
-}
+SIZES = {"lite0_96": 96, "lite0_128": 128}
+RUNS = {run: [f"--img_size={size}", f"--seed={i}"] for i, (run, size) in enumerate(SIZES.items(), 1)}
 TRAIN = ["--model=efficientnet_lite0", "--pretrained=true", "--epochs=5", "--batch_size=32",
          "--lr=1e-3", "--lr_end=1e-5", "--warmup_epochs=0.5", "--num_workers=2", "--rerank_eval=false"]
 RUNS_FIRST = next(iter(RUNS))  # its labels.csv scores every matrix of a split (same ids everywhere)
@@ -53,8 +50,10 @@ def score(path: Path, labels: Path) -> dict:
 
 
 def results() -> pd.DataFrame:
-    """One row per matrix: each model plain / re-ranked, each fusion, the untrained baseline."""
-    rows = {f"ImageNet {MODEL}, untrained (plain)": f"pretrained_{MODEL}/{{split}}/dist.npy"}
+    """One row per matrix: the untrained baseline at each model's input size (where its training
+    starts), each model plain / re-ranked, each fusion."""
+    rows = {f"ImageNet {MODEL} at {size} px, untrained (plain)": f"pretrained_{MODEL}_{size}/{{split}}/dist.npy"
+            for size in SIZES.values()}
     for run in RUNS:
         rows |= {f"{run} {kind}": f"{run}/{{split}}/{name}.npy" for name, kind in KINDS.items()}
     rows |= {"mean fusion of hard-weight (sim_fuse)": "sim_fuse/{split}/dist.npy",
@@ -80,7 +79,7 @@ def main() -> None:
             continue
         step("train_our_post_resnet.py", f"--data_dir={DATA}", f"--checkpoint_dir={CHECKPOINTS}",
              f"--run_name={run}", *TRAIN, *extra)
-    checkpoints = [f"pretrained:{MODEL}@{BASELINE_SIZE}"] + [str(CHECKPOINTS / run) for run in RUNS]
+    checkpoints = [f"pretrained:{MODEL}@{size}" for size in SIZES.values()] + [str(CHECKPOINTS / r) for r in RUNS]
     step("predict.py", f"--checkpoints={','.join(checkpoints)}", f"--data_dir={DATA}", f"--out_dir={OUT}",
          "--num_workers=2", "--visualize=true", "--visualize_queries=6")
     for split in SPLITS:

@@ -103,7 +103,9 @@ def test_a_checkpoint_of_another_model_is_refused(setup, tmp_path):
 
 def test_untrained_backbone_is_a_baseline_entry(setup):
     root, data = setup
-    result = predict(root, data, "--checkpoints=pretrained:efficientnet_lite0@64", "--splits=challenge")
+    result = predict(root, data, "--checkpoints=pretrained:efficientnet_lite0@64,pretrained:efficientnet_lite0@32",
+                     "--splits=challenge")
     assert result.returncode == 0, result.stderr
-    assert (root / "out" / "pretrained_efficientnet_lite0" / "challenge" / "dist_hw.npy").exists()
-    assert "pretrained_efficientnet_lite0  challenge" in result.stdout
+    for size in (64, 32):  # one run folder per input size: neither overwrites the other
+        assert (root / "out" / f"pretrained_efficientnet_lite0_{size}" / "challenge" / "dist_hw.npy").exists()
+        assert f"pretrained_efficientnet_lite0_{size}  challenge" in result.stdout
