@@ -5,8 +5,8 @@
 
 Trains efficientnet_lite0 (offline ImageNet weights) with train_our_post_resnet.py once per
 variant and seed, scores every run with predict.py, fuses the recipe's runs with sim_fuse.py and
-dissim_fuse.py, scores the untrained ImageNet features as the reference, and prints three tables (mean over seeds, with the spread across seeds so a
-difference can be told from noise):
+dissim_fuse.py, scores the untrained ImageNet features as the reference, and prints three
+tables (mean over seeds, with the spread across seeds so a difference can be told from noise):
 
 1. training: InfoNCE vs ID loss; with and without Sharpen and random erasing (plain distances);
 2. re-ranking: none vs k-reciprocal vs hard-weight (the recipe's runs);
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from reid.config import format_config, run  # noqa: E402
-from reid.demo import SPLITS, score, step  # noqa: E402
+from reid.demo import SPLITS, fuse_recipe, score, step  # noqa: E402
 
 # The recipe (InfoNCE, Sharpen, random erasing 0.5) and one change each.
 VARIANTS = {
@@ -78,18 +78,6 @@ def train_all(cfg: Config) -> int:
                  *extra)
             trained += 1
     return trained
-
-
-def fuse_recipe(cfg: Config) -> None:
-    """The recipe's runs: mean and dissimilarity fusion of hard-weight matrices, then their mean."""
-    out = cfg.out_dir
-    for split in SPLITS:
-        inputs = ",".join(str(out / run_name(RECIPE, s) / split / "dist_hw.npy") for s in cfg.seeds)
-        labels = f"--labels={labels_file(cfg, split)}"
-        step("sim_fuse.py", f"--inputs={inputs}", f"--out_dir={out / 'sim_fuse' / split}", labels)
-        step("dissim_fuse.py", f"--inputs={inputs}", f"--out_dir={out / 'dissim_fuse' / split}", labels)
-        step("sim_fuse.py", f"--inputs={out / 'sim_fuse' / split / 'dist.npy'},{out / 'dissim_fuse' / split / 'dist.npy'}",
-             f"--out_dir={out / 'final' / split}", labels)
 
 
 def labels_file(cfg: Config, split: str) -> Path:
@@ -144,7 +132,9 @@ def main(cfg: Config) -> None:
     runs += [str(cfg.checkpoint_dir / run_name(v, s)) for v in VARIANTS for s in cfg.seeds]
     step("predict.py", f"--checkpoints={','.join(runs)}", f"--data_dir={cfg.data_dir}",
          f"--out_dir={cfg.out_dir}", f"--num_workers={cfg.num_workers}")
-    fuse_recipe(cfg)
+    for split in SPLITS:
+        inputs = ",".join(str(cfg.out_dir / run_name(RECIPE, s) / split / "dist_hw.npy") for s in cfg.seeds)
+        fuse_recipe(inputs, cfg.out_dir, split, labels_file(cfg, split))
     report = [f"Ablation on SYNTHETIC data (reid/synthetic.py, size {cfg.size}), efficientnet_lite0 at "
               f"{cfg.img_size} px, {cfg.epochs} epochs, seeds {', '.join(map(str, cfg.seeds))}; percent, "
               "mean ± half the spread over seeds; challenge scored with its synthetic ground truth."]

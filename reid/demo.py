@@ -44,6 +44,16 @@ def fused_inputs(split: str) -> str:
     return ",".join(str(OUT / run / split / "dist_hw.npy") for run in RUNS)
 
 
+def fuse_recipe(inputs: str, out: Path, split: str, labels: Path) -> None:
+    """Mean and dissimilarity fusion of `inputs` (comma-separated matrices), then the final
+    recipe, the mean of the two: into `out`/{sim_fuse,dissim_fuse,final}/`split`."""
+    fused = {kind: out / kind / split for kind in ("sim_fuse", "dissim_fuse", "final")}
+    step("sim_fuse.py", f"--inputs={inputs}", f"--out_dir={fused['sim_fuse']}", f"--labels={labels}")
+    step("dissim_fuse.py", f"--inputs={inputs}", f"--out_dir={fused['dissim_fuse']}", f"--labels={labels}")
+    step("sim_fuse.py", f"--inputs={fused['sim_fuse'] / 'dist.npy'},{fused['dissim_fuse'] / 'dist.npy'}",
+         f"--out_dir={fused['final']}", f"--labels={labels}")
+
+
 def score(path: Path, labels: Path) -> dict:
     distmat, q, g = load_matrix(path)
     return evaluate(distmat, labels_for(labels, q), labels_for(labels, g))
@@ -83,12 +93,7 @@ def main() -> None:
     step("predict.py", f"--checkpoints={','.join(checkpoints)}", f"--data_dir={DATA}", f"--out_dir={OUT}",
          "--num_workers=2", "--visualize=true", "--visualize_queries=6")
     for split in SPLITS:
-        labels = f"--labels={OUT / RUNS_FIRST / split / 'labels.csv'}"
-        step("sim_fuse.py", f"--inputs={fused_inputs(split)}", f"--out_dir={OUT / 'sim_fuse' / split}", labels)
-        step("dissim_fuse.py", f"--inputs={fused_inputs(split)}", f"--out_dir={OUT / 'dissim_fuse' / split}",
-             labels)
-        step("sim_fuse.py", f"--inputs={OUT / 'sim_fuse' / split / 'dist.npy'},{OUT / 'dissim_fuse' / split / 'dist.npy'}",
-             f"--out_dir={OUT / 'final' / split}", labels)
+        fuse_recipe(fused_inputs(split), OUT, split, OUT / RUNS_FIRST / split / "labels.csv")
     table = results()
     print("\nResults on SYNTHETIC data (reid/synthetic.py, size small), in percent; "
           "the challenge split is scored with its synthetic ground truth:\n")
