@@ -14,10 +14,10 @@ measured from a fresh machine. `generate` writes, under `<data_dir>/data_reid/`:
 
 A sequence is 20 frames of 8-12 people in one arena (its own floor, boards, crowd, court
 decals and camera softness, noise and compression): two teams in their kits, colours and a
-shirt design (teammates share the jersey, so kit alone cannot separate them), sometimes referees. Identity lives in the jersey
-number (front and back, drawn with a real font), skin, hair, build, shoes, socks and
-accessories; pose, viewpoint, scale, crop, occlusion, blur, lighting and JPEG quality change
-from frame to frame. Player and sequence numbers are global: training players first, then
+shirt design (teammates share the jersey, so kit alone cannot separate them), sometimes
+referees. Identity lives in the jersey number (front and back, drawn with a real font), skin,
+hair, build, shoes, socks and accessories; pose, viewpoint, scale, crop, occlusion, blur,
+lighting and JPEG quality change from frame to frame. Player and sequence numbers are global: training players first, then
 test players, then challenge players (whose numbers appear only in the ground truth).
 
 Every sequence draws its randomness from (seed, split, sequence index) alone, so the files are
@@ -181,7 +181,7 @@ class Kit:
     digits: RGB
     font: str
     names: bool  # surnames above the back number
-    referee: bool = False  # striped shirt, long trousers
+    referee: bool = False  # long trousers, black shoes, a small number
     pattern: str = "plain"  # the shirt's design, in the trim colour
 
 
@@ -237,6 +237,11 @@ def _pick(rng: np.random.Generator, items: list[T] | tuple[T, ...]) -> T:
     return items[int(rng.integers(len(items)))]
 
 
+def _word(rng: np.random.Generator, lo: int, hi: int) -> str:
+    """Random capitals (a surname, a sponsor, a club), lo to hi - 1 of them: length first, then letters."""
+    return "".join(_pick(rng, LETTERS) for _ in range(int(rng.integers(lo, hi))))
+
+
 @lru_cache(maxsize=4)
 def league(seed: int) -> tuple[tuple[Kit, Kit], ...]:
     """(home, away) kits of the teams every sequence draws from: kits recur across sequences."""
@@ -273,7 +278,7 @@ def _look(rng: np.random.Generator, kit: Kit, number: str) -> Look:
     return Look(
         kit=kit,
         number=number,
-        name="".join(_pick(rng, LETTERS) for _ in range(int(rng.integers(4, 9)))),
+        name=_word(rng, 4, 9),
         skin=tuple(int(v) for v in skin),
         hair_style=style,
         hair=_pick(rng, HAIR),
@@ -384,7 +389,7 @@ def _boards(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, top
         else:
             led = style == "led"
             draw.rectangle([x, top, x + seg, bottom], fill=(15, 15, 20) if led else _pick(rng, palette))
-            text = "".join(_pick(rng, LETTERS) for _ in range(int(rng.integers(3, 8))))
+            text = _word(rng, 3, 8)
             draw.text((x + seg / 2, (top + bottom) / 2), text, anchor="mm", font=font,
                       fill=palette[2] if led else _hsv(rng.random(), rng.uniform(0, 0.5), 1.0))
         x += seg
@@ -445,7 +450,7 @@ def scene(rng: np.random.Generator) -> Scene:
 
 def _decals(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, top: int, bottom: int) -> None:
     """The home club's name painted on the court, a few times over."""
-    text = "".join(_pick(rng, LETTERS) for _ in range(int(rng.integers(3, 7))))
+    text = _word(rng, 3, 7)
     font = _font(_pick(rng, FONTS), int(rng.integers(90, 200)))
     colour = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.95))
     for _ in range(int(rng.integers(2, 6))):
