@@ -275,6 +275,8 @@ def _look(rng: np.random.Generator, kit: Kit, number: str) -> Look:
     def maybe(p: float) -> bool:
         return rng.random() < p
 
+    team = ACCESSORY[:2] + [kit.trim]  # the league's rule: gear in white, black or the team's colour
+
     return Look(
         kit=kit,
         number=number,
@@ -290,13 +292,13 @@ def _look(rng: np.random.Generator, kit: Kit, number: str) -> Look:
         sole=_pick(rng, [(245, 245, 245), (20, 20, 20), (180, 140, 90)]),
         socks=_pick(rng, [(245, 245, 245), (245, 245, 245), (20, 20, 20), kit.shirt, kit.trim]),
         sock_height=float(_pick(rng, [0.12, 0.35, 0.55, 0.8])),
-        headband=_pick(rng, ACCESSORY) if maybe(0.4) else None,
+        headband=_pick(rng, team) if maybe(0.4) else None,
         undershirt=_pick(rng, [(245, 245, 245), (20, 20, 20), kit.trim]) if maybe(0.4) and not kit.referee else None,
-        arm_sleeve=(int(rng.integers(2)), _pick(rng, ACCESSORY)) if maybe(0.5) else None,
-        leg_sleeve=(int(rng.integers(2)), _pick(rng, ACCESSORY[:2] + [kit.trim]), float(rng.uniform(0.5, 1.0)))
+        arm_sleeve=(int(rng.integers(2)), _pick(rng, team)) if maybe(0.5) else None,
+        leg_sleeve=(int(rng.integers(2)), _pick(rng, team), float(rng.uniform(0.5, 1.0)))
         if maybe(0.4) and not kit.referee else None,
         knee_pad=(int(rng.integers(2)), _pick(rng, ACCESSORY[:2])) if maybe(0.4) and not kit.referee else None,
-        wrist_tape=(int(rng.integers(2)), _pick(rng, ACCESSORY)) if maybe(0.5) else None,
+        wrist_tape=(int(rng.integers(2)), _pick(rng, team)) if maybe(0.5) else None,
         tattoos=tattoos(rng) if maybe(0.5) else (),
     )
 
@@ -341,10 +343,12 @@ class Scene:
     blur: float  # the broadcast camera's softness, in pixels of a 120-pixel-tall crop
     noise: float  # its sensor noise (standard deviation, 0-255 scale)
     quality: int  # its JPEG quality, give or take a few
+    view: tuple[float, float]  # where the camera looks this sequence: left edge and top of a VIEW × BAND stretch of floor
 
 
 PERSON = 200
 PANORAMA = (2400, 960)
+VIEW, BAND = 450.0, 300.0  # the stretch of court a sequence's players stand on, in panorama pixels
 
 
 @lru_cache(maxsize=8)
@@ -401,7 +405,7 @@ def _floor(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
         wood = np.array(_hsv(rng.uniform(0.05, 0.11), rng.uniform(0.3, 0.65), rng.uniform(0.5, 0.92)), dtype=np.float32)
     else:  # a painted court
         wood = np.array(_hsv(rng.random(), rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)), dtype=np.float32)
-    plank, contrast = int(rng.integers(6, 36)), rng.uniform(0.02, 0.12)
+    plank, contrast = int(rng.integers(6, 36)), rng.uniform(0.1, 0.25)
     laying = _pick(rng, ("along", "along", "across", "parquet"))
     columns = 1 + rng.normal(0, contrast, width // plank + 1).repeat(plank)[:width]
     rows = 1 + rng.normal(0, contrast, height // plank + 1).repeat(plank)[:height]
@@ -444,8 +448,9 @@ def scene(rng: np.random.Generator) -> Scene:
     draw.line([(0, y), (w, y + rng.uniform(-30, 30))], fill=line, width=4)
     _decals(draw, rng, w, floor_top, h)
     grade = tuple(float(v) for v in rng.uniform(0.8, 1.2, 3))  # each arena and camera has its own colours
-    return Scene(img, floor_top, float(rng.uniform(0.7, 1.25)), grade, blur=float(rng.uniform(0, 1.2)),
-                 noise=float(rng.uniform(0.5, 4)), quality=int(rng.integers(50, 92)))
+    return Scene(img, floor_top, float(rng.uniform(0.7, 1.25)), grade, blur=float(rng.uniform(0, 0.6)),
+                 noise=float(rng.uniform(0.5, 2)), quality=int(rng.integers(70, 95)),
+                 view=(float(rng.uniform(0, w - VIEW)), float(rng.uniform(floor_top + 170, h - 5 - BAND))))
 
 
 def _decals(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, top: int, bottom: int) -> None:
@@ -473,7 +478,7 @@ class Pose:
 FACINGS = ("front", "back", "left", "right")
 FACING_P = (0.4, 0.35, 0.125, 0.125)
 GAIT_P = (0.35, 0.3, 0.15, 0.2)  # running, walking, standing, defending
-CHANGE_P = 0.07  # chance that a person faces another way, or moves another way, than in the previous frame
+CHANGE_P = 0.03  # chance that a person faces another way, or moves another way, than in the previous frame
 
 
 def next_action(rng: np.random.Generator, action: tuple[str, int] | None) -> tuple[str, int]:
@@ -743,6 +748,17 @@ def _draw_head(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, sh_y
         draw.rectangle([cx - rx * 1.03, top, cx + rx * 1.03, top + ry * 0.28], fill=look.headband)
 
 
+def _extent(look: Look, pose: Pose) -> tuple[float, float]:
+    """Leftmost and rightmost reach of the figure, in figure heights from its centre line."""
+    side = pose.facing in ("left", "right")
+    width = 0.45 if side else pose.turn
+    sw, hw = 0.115 * look.build * width, 0.085 * look.build * width
+    points = [p for limb in _legs(look, pose, 0.0, -0.05 - 0.45 * look.legs, hw, 1.0)
+              + _arms(look, pose, 0.0, -0.815, sw, 1.0) for p in limb]
+    xs = [p[0] for p in points]
+    return min(min(xs) - 0.04, -1.3 * hw), max(max(xs) + 0.04, 1.3 * hw)
+
+
 def draw_person(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, feet: float, h: float) -> None:
     """A player `h` pixels tall, feet centred on (x, feet): legs, shorts, jersey, arms, head."""
     side = pose.facing in ("left", "right")
@@ -788,8 +804,9 @@ def finish(img: Image.Image, size: tuple[int, int], scene: Scene, rng: np.random
     if rng.random() < 0.15:
         arr = _motion_blur(arr, int(rng.integers(2, max(3, size[0] // 12))))
     gain = scene.gain * rng.uniform(0.92, 1.08) * np.asarray(scene.cast, dtype=np.float32)
-    ramp = 1 + rng.uniform(-0.12, 0.12) * np.linspace(-1, 1, size[0], dtype=np.float32)
-    arr = arr * gain[None, None, :] * ramp[None, :, None]
+    ramp = 1 + rng.uniform(-0.4, 0.4) * np.linspace(-1, 1, size[0], dtype=np.float32)  # spotlights and shadow:
+    drop = 1 + rng.uniform(-0.4, 0.4) * np.linspace(-1, 1, size[1], dtype=np.float32)  # raw pixels suffer, CNNs less
+    arr = arr * gain[None, None, :] * ramp[None, :, None] * drop[:, None, None]
     arr = 255 * (np.clip(arr, 0, 255) / 255) ** rng.uniform(0.9, 1.1)
     arr += rng.normal(0, scene.noise * rng.uniform(0.7, 1.3), arr.shape).astype(np.float32)
     out = io.BytesIO()
@@ -801,23 +818,27 @@ def finish(img: Image.Image, size: tuple[int, int], scene: Scene, rng: np.random
 def render_crop(rng: np.random.Generator, scene: Scene, look: Look, pose: Pose, others: list[Look],
                 height: int) -> bytes:
     """One detection crop of `look`: box size and offset, background, neighbours, nuisances."""
-    aspect = float(np.clip(rng.normal(0.44, 0.09), 0.3, 0.6))
+    fill = rng.uniform(0.75, 1.02)  # the figure's share of the box height
+    left, right = _extent(look, pose)
+    margins = rng.uniform(0, 0.08, 2)  # a detector's box hugs the pose, a little loosely on either side
+    aspect = float(np.clip((right - left + margins.sum()) * fill, 0.3, 0.6))
     size = (max(12, round(height * aspect)), height)
     work_h = max(height, 160)
     work = (round(work_h * aspect), work_h)
-    fig_h = work_h * rng.uniform(0.75, 1.02)
+    fig_h = work_h * fill
     truncated = rng.random() < 0.15
     feet = work_h * rng.uniform(0.97, 1.0) + (fig_h * rng.uniform(0.08, 0.3) if truncated and rng.random() < 0.6 else 0)
-    x = work[0] * (0.5 + rng.normal(0, 0.12) + (rng.choice([-1, 1]) * rng.uniform(0.15, 0.3) if truncated else 0))
+    x = work[0] * (0.5 + (rng.choice([-1, 1]) * rng.uniform(0.15, 0.3) if truncated else 0)) \
+        - fig_h * ((left + right) + margins[1] - margins[0]) / 2
     scale = PERSON / fig_h
     pw, ph = PANORAMA
-    px = rng.uniform(0, pw - work[0] * scale)
-    pfeet = rng.uniform(scene.floor_top + 170, ph - 5)  # the crowd shows only near the far side
+    px = scene.view[0] + rng.uniform(0, VIEW - work[0] * scale)
+    pfeet = scene.view[1] + rng.uniform(0, BAND)  # the crowd shows only near the far side
     top = max(0.0, min(pfeet - feet * scale, ph - work_h * scale))
     img = scene.panorama.resize(work, Image.Resampling.BILINEAR,
                                 box=(px, top, px + work[0] * scale, top + work_h * scale))
     draw = ImageDraw.Draw(img)
-    neighbours = [(o, rng.random() < 0.5) for o in others[:2] if rng.random() < 0.15]
+    neighbours = [(o, rng.random() < 0.5) for o in others[:2] if rng.random() < 0.1]
     for other, behind in neighbours:
         if behind:
             draw_person(draw, other, random_pose(rng), x + rng.choice([-1, 1]) * rng.uniform(0.3, 0.8) * fig_h * 0.45,
