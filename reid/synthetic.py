@@ -820,7 +820,7 @@ def render_crop(rng: np.random.Generator, scene: Scene, look: Look, pose: Pose, 
     """One detection crop of `look`: box size and offset, background, neighbours, nuisances."""
     fill = rng.uniform(0.75, 1.02)  # the figure's share of the box height
     left, right = _extent(look, pose)
-    margins = rng.uniform(0, 0.08, 2)  # a detector's box hugs the pose, a little loosely on either side
+    margins = rng.uniform(0, 0.16, 2)  # a detector's box hugs the pose, a little loosely on either side
     aspect = float(np.clip((right - left + margins.sum()) * fill, 0.3, 0.6))
     size = (max(12, round(height * aspect)), height)
     work_h = max(height, 160)
