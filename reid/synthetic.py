@@ -748,11 +748,15 @@ def _draw_head(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, sh_y
         draw.rectangle([cx - rx * 1.03, top, cx + rx * 1.03, top + ry * 0.28], fill=look.headband)
 
 
+def _half_widths(look: Look, pose: Pose, h: float) -> tuple[float, float]:
+    """Shoulder and hip half-widths of a figure `h` tall: narrower when turned from the camera."""
+    width = 0.45 if pose.facing in ("left", "right") else pose.turn
+    return 0.115 * h * look.build * width, 0.085 * h * look.build * width
+
+
 def _extent(look: Look, pose: Pose) -> tuple[float, float]:
     """Leftmost and rightmost reach of the figure, in figure heights from its centre line."""
-    side = pose.facing in ("left", "right")
-    width = 0.45 if side else pose.turn
-    sw, hw = 0.115 * look.build * width, 0.085 * look.build * width
+    sw, hw = _half_widths(look, pose, 1.0)
     points = [p for limb in _legs(look, pose, 0.0, -0.05 - 0.45 * look.legs, hw, 1.0)
               + _arms(look, pose, 0.0, -0.815, sw, 1.0) for p in limb]
     xs = [p[0] for p in points]
@@ -762,8 +766,7 @@ def _extent(look: Look, pose: Pose) -> tuple[float, float]:
 def draw_person(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, feet: float, h: float) -> None:
     """A player `h` pixels tall, feet centred on (x, feet): legs, shorts, jersey, arms, head."""
     side = pose.facing in ("left", "right")
-    width = 0.45 if side else pose.turn
-    sw, hw = 0.115 * h * look.build * width, 0.085 * h * look.build * width
+    sw, hw = _half_widths(look, pose, h)
     hip_y = feet - 0.05 * h - 0.45 * h * look.legs
     sh_y = feet - 0.815 * h
     legs = _legs(look, pose, x, hip_y, hw, h)
@@ -831,7 +834,7 @@ def render_crop(rng: np.random.Generator, scene: Scene, look: Look, pose: Pose, 
     x = work[0] * (0.5 + (rng.choice([-1, 1]) * rng.uniform(0.15, 0.3) if truncated else 0)) \
         - fig_h * ((left + right) + margins[1] - margins[0]) / 2
     scale = PERSON / fig_h
-    pw, ph = PANORAMA
+    ph = PANORAMA[1]
     px = scene.view[0] + rng.uniform(0, VIEW - work[0] * scale)
     pfeet = scene.view[1] + rng.uniform(0, BAND)  # the crowd shows only near the far side
     top = max(0.0, min(pfeet - feet * scale, ph - work_h * scale))
