@@ -13,12 +13,14 @@ measured from a fresh machine. `generate` writes, under `<data_dir>/data_reid/`:
   `synthetic_contact_sheet.png` (a few test players: the query, then gallery frames).
 
 A sequence is 20 frames of 8-12 people in one arena (its own floor, boards, crowd, court
-decals and camera softness, noise and compression): two teams in their kits, colours and a
-shirt design (teammates share the jersey, so kit alone cannot separate them), sometimes
-referees. Identity lives in the jersey number (front and back, drawn with a real font), skin,
-hair, build, shoes, socks and accessories; pose, viewpoint, scale, crop, occlusion, blur,
-lighting and JPEG quality change from frame to frame. Player and sequence numbers are global: training players first, then
-test players, then challenge players (whose numbers appear only in the ground truth).
+decals and camera softness, noise and compression), standing on the stretch of court its
+camera follows: two teams in their kits, colours and a shirt design (teammates share the
+jersey, so kit alone cannot separate them), sometimes referees. Identity lives in the jersey
+number (front and back, drawn with a real font), skin, hair, build, shoes, socks and
+accessories. Boxes hug the pose like a detector's; pose, viewpoint, scale, box margins,
+occlusion, blur, spotlight and shadow gradients and JPEG quality change from frame to frame.
+Player and sequence numbers are global: training players first, then test players, then
+challenge players (whose numbers appear only in the ground truth).
 
 Every sequence draws its randomness from (seed, split, sequence index) alone, so the files are
 byte-identical for a seed whatever the number of worker processes.
@@ -450,7 +452,8 @@ def scene(rng: np.random.Generator) -> Scene:
     grade = tuple(float(v) for v in rng.uniform(0.8, 1.2, 3))  # each arena and camera has its own colours
     return Scene(img, floor_top, float(rng.uniform(0.7, 1.25)), grade, blur=float(rng.uniform(0, 0.6)),
                  noise=float(rng.uniform(0.5, 2)), quality=int(rng.integers(70, 95)),
-                 view=(float(rng.uniform(0, w - VIEW)), float(rng.uniform(floor_top + 170, h - 5 - BAND))))
+                 view=(float(rng.uniform(0, w - VIEW)),  # feet well below the boards: the crowd shows
+                       float(rng.uniform(floor_top + 170, h - 5 - BAND))))  # only near the far side
 
 
 def _decals(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, top: int, bottom: int) -> None:
@@ -748,17 +751,19 @@ def _draw_head(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, sh_y
         draw.rectangle([cx - rx * 1.03, top, cx + rx * 1.03, top + ry * 0.28], fill=look.headband)
 
 
-def _half_widths(look: Look, pose: Pose, h: float) -> tuple[float, float]:
-    """Shoulder and hip half-widths of a figure `h` tall: narrower when turned from the camera."""
+def _frame(look: Look, pose: Pose, feet: float, h: float) -> tuple[float, float, float, float]:
+    """Shoulder and hip half-widths (narrower when turned from the camera), then hip and
+    shoulder heights, of a figure `h` tall standing at `feet`."""
     width = 0.45 if pose.facing in ("left", "right") else pose.turn
-    return 0.115 * h * look.build * width, 0.085 * h * look.build * width
+    return (0.115 * h * look.build * width, 0.085 * h * look.build * width,
+            feet - 0.05 * h - 0.45 * h * look.legs, feet - 0.815 * h)
 
 
 def _extent(look: Look, pose: Pose) -> tuple[float, float]:
     """Leftmost and rightmost reach of the figure, in figure heights from its centre line."""
-    sw, hw = _half_widths(look, pose, 1.0)
-    points = [p for limb in _legs(look, pose, 0.0, -0.05 - 0.45 * look.legs, hw, 1.0)
-              + _arms(look, pose, 0.0, -0.815, sw, 1.0) for p in limb]
+    sw, hw, hip_y, sh_y = _frame(look, pose, 0.0, 1.0)
+    points = [p for limb in _legs(look, pose, 0.0, hip_y, hw, 1.0) + _arms(look, pose, 0.0, sh_y, sw, 1.0)
+              for p in limb]
     xs = [p[0] for p in points]
     return min(min(xs) - 0.04, -1.3 * hw), max(max(xs) + 0.04, 1.3 * hw)
 
@@ -766,9 +771,7 @@ def _extent(look: Look, pose: Pose) -> tuple[float, float]:
 def draw_person(draw: ImageDraw.ImageDraw, look: Look, pose: Pose, x: float, feet: float, h: float) -> None:
     """A player `h` pixels tall, feet centred on (x, feet): legs, shorts, jersey, arms, head."""
     side = pose.facing in ("left", "right")
-    sw, hw = _half_widths(look, pose, h)
-    hip_y = feet - 0.05 * h - 0.45 * h * look.legs
-    sh_y = feet - 0.815 * h
+    sw, hw, hip_y, sh_y = _frame(look, pose, feet, h)
     legs = _legs(look, pose, x, hip_y, hw, h)
     arms = _arms(look, pose, x, sh_y, sw, h)
     near = 0 if pose.facing == "left" else 1
@@ -836,7 +839,7 @@ def render_crop(rng: np.random.Generator, scene: Scene, look: Look, pose: Pose, 
     scale = PERSON / fig_h
     ph = PANORAMA[1]
     px = scene.view[0] + rng.uniform(0, VIEW - work[0] * scale)
-    pfeet = scene.view[1] + rng.uniform(0, BAND)  # the crowd shows only near the far side
+    pfeet = scene.view[1] + rng.uniform(0, BAND)
     top = max(0.0, min(pfeet - feet * scale, ph - work_h * scale))
     img = scene.panorama.resize(work, Image.Resampling.BILINEAR,
                                 box=(px, top, px + work[0] * scale, top + work_h * scale))
