@@ -5,21 +5,24 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup test demo clean-demo
+.PHONY: setup lint test demo clean-demo
 
 setup: $(STAMP)
 
-# Reinstalls only when a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt
+# The project and its dev extra, editable; reinstalled only when its metadata changes.
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip install -e ".[dev]"
 	touch $@
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m reid.demo
+	$(PY) demo.py
 
 clean-demo:
 	rm -rf data/synthetic checkpoints/demo outputs/demo

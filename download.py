@@ -24,9 +24,10 @@ MARKER = ".download.json"
 
 @dataclass
 class Config:
-    url: str = "https://github.com/DeepSportradar/player-reidentification-challenge/archive/refs/heads/master.zip"  # the challenge repository (branch master) as a zip; also a local path or file:// URL
+    url: str = (  # the challenge repository (branch master) as a zip; also a local path or file:// URL
+        "https://github.com/DeepSportradar/player-reidentification-challenge/archive/refs/heads/master.zip")
     inner_zip: str = "baseline/data/synergyreid/raw/synergyreid_data.zip"  # the dataset inside it, under its top folder
-    md5: str = "2a1cdbd10d2b8f0da6575e3581343e31"  # md5 of the dataset zip, 2023 edition (2022: 05715857791e2e88b2f11e4037fbec7d); empty skips the check
+    md5: str = "2a1cdbd10d2b8f0da6575e3581343e31"  # of the dataset zip, 2023 (2022: see README); empty: no check
     zip: str = ""  # a synergyreid_data.zip you already have: no download
     data_dir: Path = Path("data")  # the dataset lands in <data_dir>/data_reid/
     synthetic: bool = False  # make the procedural synthetic dataset instead of downloading

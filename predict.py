@@ -28,16 +28,15 @@ from reid.fusion import mean_fuse
 from reid.io import write_csv, write_outputs
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
-from reid.rerank import distance_matrices
+from reid.rerank import KINDS, distance_matrices
 from reid.transforms import eval_transform
 from reid.visualize import ranked_sheet
-
-KINDS = {"dist": "plain", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
 
 
 @dataclass
 class Config:
-    checkpoints: tuple[Path, ...] = (Path("checkpoints/eva02_l448"),)  # run folders (their best.pt), .pt files, or pretrained:<model>[@size]
+    checkpoints: tuple[Path, ...] = (  # run folders (their best.pt), .pt files, or pretrained:<model>[@size]
+        Path("checkpoints/eva02_l448"),)
     data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with the CSV partitions
     splits: tuple[str, ...] = ("test", "challenge")  # test (labelled) and/or challenge
     batch_size: int = 64  # images per forward pass

@@ -1,7 +1,7 @@
 """Images per second of the engine's training step against a bare timm loop, in one run.
 
-    python bench/train_throughput.py                      # CPU: efficientnet_lite0, offline
-    python bench/train_throughput.py --device=cuda --model=eva02_large_patch14_448.mim_m38m_ft_in22k_in1k \
+    python -m bench.train_throughput                      # CPU: efficientnet_lite0, offline
+    python -m bench.train_throughput --device=cuda --model=eva02_large_patch14_448.mim_m38m_ft_in22k_in1k \
         --img_size=448 --batch_size=32 --pretrained=false [--grad_checkpointing=true]
 
 The engine's step (reid.engine.train_step: the Siamese forward over both images, InfoNCE, the
@@ -14,22 +14,18 @@ torch.utils.flop_counter for one forward and backward).
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Literal
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from reid.config import run  # noqa: E402
-from reid.engine import Dist, Siamese, TrainConfig, amp_dtype, train_step  # noqa: E402
-from reid.features import autocast  # noqa: E402
-from reid.losses import InfoNCE  # noqa: E402
-from reid.models import build_encoder  # noqa: E402
+from reid.config import run
+from reid.engine import RankContext, Siamese, TrainConfig, amp_dtype, train_step
+from reid.features import autocast
+from reid.losses import InfoNCE
+from reid.models import build_encoder
 
 
 @dataclass
@@ -78,7 +74,7 @@ def main(cfg: Config) -> None:
     engine_opt = torch.optim.AdamW(engine.parameters(), lr=1e-5)
     reference_opt = torch.optim.AdamW(reference.parameters(), lr=1e-5)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    ctx = Dist(0, 1, device)
+    ctx = RankContext(0, 1, device)
 
     def engine_step() -> None:
         train_step(engine, [(q, g, labels)], engine_opt, scaler, train_cfg, ctx, dtype, "benchmark")

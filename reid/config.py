@@ -83,10 +83,11 @@ def field_comments(cls: type) -> dict[str, str]:
 def usage(cls: type) -> str:
     """A table of every field: name, default and comment."""
     comments = field_comments(cls)
+    defaults = to_dict(cls())
     lines = [f"options (--field=value), from {cls.__module__}.{cls.__qualname__}:"]
-    for f in dataclasses.fields(cls):
-        default = getattr(cls(), f.name)
-        lines.append(f"  --{f.name}={default!s:<28} {comments.get(f.name, '')}".rstrip())
+    for name, default in defaults.items():
+        typed = ",".join(map(str, default)) if isinstance(default, list) else default
+        lines.append(f"  {f'--{name}={typed}':<40} {comments.get(name, '')}".rstrip())
     return "\n".join(lines)
 
 
@@ -129,34 +130,6 @@ def save_config(cfg: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     tmp.replace(path)
-
-
-def load_config(cls: type[C], path: Path) -> C:
-    """Read a saved config back, typed by `cls`; fields the class no longer has are an error."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ReidError(f"{path}: cannot read config ({exc})") from None
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        raise ReidError(f"{path}: unknown fields {', '.join(unknown)}")
-    return cls(**{k: _from_json(v, hints[k]) for k, v in data.items()})
-
-
-def _from_json(value: Any, kind: Any) -> Any:
-    """Undo `to_dict`: JSON lists back to tuples, strings back to paths where annotated so."""
-    origin = typing.get_origin(kind)
-    if value is None:
-        return None
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(kind) if a is not type(None)]
-        return _from_json(value, inner[0]) if len(inner) == 1 else value
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    if kind is Path and isinstance(value, str):
-        return Path(value)
-    return value
 
 
 def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> None:

@@ -164,7 +164,7 @@ def load_partition(path: Path, columns: list[str] = TRAIN_COLUMNS) -> pd.DataFra
 def image_paths(root: Path, df: pd.DataFrame) -> list[Path]:
     """Absolute image paths of a partition (with or without a `folder` column)."""
     if "folder" in df.columns:
-        return [root / f / i for f, i in zip(df["folder"], df["img_id"])]
+        return [root / f / i for f, i in zip(df["folder"], df["img_id"], strict=True)]
     return [root / i for i in df["img_id"]]
 
 

@@ -18,22 +18,21 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 import torch.distributed as dist
+from timm.scheduler import PolyLRScheduler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from timm.scheduler import PolyLRScheduler
 from tqdm import tqdm
 
 from reid.config import format_config, save_config, to_dict
-from reid.data import (EvalDataset, PairDataset, UniquePlayerBatchSampler, identities,
-                       load_partition, split_fold)
+from reid.data import EvalDataset, PairDataset, UniquePlayerBatchSampler, identities, load_partition, split_fold
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
 from reid.features import autocast, extract_features
 from reid.io import write_csv
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
-from reid.models import DataConfig, build_encoder
+from reid.models import build_encoder
 from reid.rerank import distance_matrices
 from reid.transforms import eval_transform, train_transform
 
@@ -80,7 +79,9 @@ RESUMABLE = {"resume", "epochs", "num_workers", "device", "eval_batch_size", "re
 
 
 @dataclass
-class Dist:
+class RankContext:
+    """This process's place in the run: its rank, how many ranks there are, and its device."""
+
     rank: int
     world_size: int
     device: torch.device
@@ -99,7 +100,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def init_distributed(device: str) -> Dist:
+def init_distributed(device: str) -> RankContext:
     """One process per device under torchrun (NCCL on CUDA, gloo on CPU); else one process."""
     use_cuda = resolve_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -109,7 +110,7 @@ def init_distributed(device: str) -> Dist:
         torch.cuda.set_device(local_rank)
     if world_size > 1:
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Dist(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
+    return RankContext(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -194,7 +195,7 @@ def fit(cfg: TrainConfig) -> Path:
             dist.destroy_process_group()
 
 
-def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
+def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     log = print if ctx.main else (lambda *a, **k: None)
     run_dir = Path(cfg.checkpoint_dir) / cfg.run_name
     log(format_config(cfg))
@@ -287,7 +288,7 @@ def _fit(cfg: TrainConfig, ctx: Dist) -> Path:
 
 def train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                 scheduler: PolyLRScheduler, scaler: torch.amp.GradScaler, cfg: TrainConfig,
-                ctx: Dist, dtype: torch.dtype | None, epoch: int, updates: int) -> float:
+                ctx: RankContext, dtype: torch.dtype | None, epoch: int, updates: int) -> float:
     """`updates` optimiser steps; returns the mean loss over all ranks."""
     net.train()
     batches = iter(loader)
@@ -304,36 +305,38 @@ def train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optim
 
 
 def train_step(net: nn.Module, micro_batches: list, optimizer: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler, cfg: TrainConfig, ctx: Dist,
+               scaler: torch.amp.GradScaler, cfg: TrainConfig, ctx: RankContext,
                dtype: torch.dtype | None, where: str) -> float:
     """One optimiser step over `micro_batches` of (query, gallery, label); returns the loss.
 
-    A NaN or inf loss raises before any gradient is applied, on every rank at once.
+    The loss is averaged over ranks once per step, after the backward passes: a NaN or inf
+    loss raises before any gradient is applied, on every rank at once.
     """
-    total = 0.0
+    total = torch.zeros((), device=ctx.device)
     for i, batch in enumerate(micro_batches):
         q, g, labels = (t.to(ctx.device, non_blocking=True) for t in batch)
         last = i == len(micro_batches) - 1
         sync = net.no_sync() if isinstance(net, DistributedDataParallel) and not last else contextlib.nullcontext()
         with sync:
             with autocast(ctx.device, dtype):
-                loss = net(q, g, labels)
-            value = global_mean(loss.detach(), ctx)
-            if not math.isfinite(value):
-                raise ReidError(f"loss is {value} at {where}; stopped before the update. The last good "
-                                f"checkpoint is {Path(cfg.checkpoint_dir) / cfg.run_name / 'last.pt'}")
-            scaler.scale(loss / len(micro_batches)).backward()
-        total += value / len(micro_batches)
+                loss = net(q, g, labels) / len(micro_batches)
+            scaler.scale(loss).backward()
+        total += loss.detach().float()
+    value = global_mean(total, ctx)
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        raise ReidError(f"loss is {value} at {where}; stopped before the update. The last good "
+                        f"checkpoint is {Path(cfg.checkpoint_dir) / cfg.run_name / 'last.pt'}")
     if cfg.clip_grad > 0:
         scaler.unscale_(optimizer)
         nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return total
+    return value
 
 
-def global_mean(x: torch.Tensor, ctx: Dist) -> float:
+def global_mean(x: torch.Tensor, ctx: RankContext) -> float:
     """The mean of a scalar over ranks: every rank sees the same value, so all stop together."""
     if ctx.world_size > 1:
         x = x.clone()

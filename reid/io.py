@@ -217,7 +217,7 @@ def read_labels(path: Path | str) -> dict[str, str]:
         raise ReidError(f"{path}: cannot read labels ({exc})") from None
     if not {"img_id", "player"} <= set(df.columns):
         raise ReidError(f"{path}: a labels CSV needs the columns img_id and player")
-    return {Path(i).stem: p for i, p in zip(df["img_id"], df["player"])}
+    return {Path(i).stem: p for i, p in zip(df["img_id"], df["player"], strict=True)}
 
 
 def labels_for(path: Path | str, ids) -> np.ndarray:

@@ -12,7 +12,6 @@ import albumentations as A
 import cv2
 from albumentations.pytorch import ToTensorV2
 
-
 INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST,
                   "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Before anything can import huggingface_hub: it reads the variable once, at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 import importlib
 import io
-import os
 import subprocess
 import sys
 import threading
@@ -21,7 +25,6 @@ from PIL import Image
 from reid.config import run
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def jpeg_bytes(rng: np.random.Generator, height: int = 24, width: int = 12) -> bytes:

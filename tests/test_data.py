@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from conftest import call, dataset_files, jpeg_bytes, write_tree
-from reid.data import (EvalDataset, PairDataset, UniquePlayerBatchSampler, load_partition,
-                       parse_challenge_name, parse_name, read_image, split_fold)
+from reid.data import (
+    EvalDataset,
+    PairDataset,
+    UniquePlayerBatchSampler,
+    load_partition,
+    parse_challenge_name,
+    parse_name,
+    read_image,
+    split_fold,
+)
 from reid.errors import ReidError
 from reid.transforms import eval_transform, train_transform
 
@@ -40,7 +47,7 @@ def test_sampler_properties_over_random_sizes_and_world_sizes(seed):
             per_rank.append(list(s))
         assert len({len(b) for b in per_rank}) == 1, "every rank runs the same number of steps"
         used = []
-        for step in zip(*per_rank):
+        for step in zip(*per_rank, strict=True):
             global_batch = [i for rank_batch in step for i, _ in rank_batch]
             assert all(len(b) == batch for b in step)
             assert len(set(labels[global_batch])) == len(global_batch), "a player twice in a batch"
@@ -57,7 +64,7 @@ def test_sampler_slices_one_global_batch():
     labels = np.repeat(np.arange(40), 10)
     whole = list(UniquePlayerBatchSampler(labels, 8, seed=3))
     halves = [list(UniquePlayerBatchSampler(labels, 4, seed=3, world_size=2, rank=r)) for r in (0, 1)]
-    assert [a + b for a, b in zip(*halves)] == whole
+    assert [a + b for a, b in zip(*halves, strict=True)] == whole
 
 
 def test_sampler_uses_nearly_every_image():

@@ -158,6 +158,7 @@ def test_local_zip_and_file_url(tmp_path):
     assert tree(tmp_path / "a" / "data_reid").keys() == tree(tmp_path / "b" / "data_reid").keys()
 
 
+@pytest.mark.slow
 def test_synthetic_data_are_made_once_and_accepted_by_preprocess(tmp_path):
     made = call("download.py", "--synthetic=true", "--synthetic_size=tiny", f"--data_dir={tmp_path}")
     assert made.returncode == 0, made.stderr

@@ -36,6 +36,7 @@ def test_weights_file_loads_and_a_foreign_one_is_named(tmp_path, suffix):
         build_encoder("test_resnet", pretrained=str(path))
 
 
+@pytest.mark.slow
 def test_open_clip_visual_tower_with_and_without_projection():
     with_proj, data = build_encoder("open_clip:ViT-B-32", pretrained=False)
     without, _ = build_encoder("open_clip:ViT-B-32", pretrained=False, clip_projection=False)
@@ -58,13 +59,18 @@ def test_pretrained_must_be_a_flag_or_a_file():
         build_encoder("test_vit", pretrained="/no/such/file.pt")
 
 
-def test_open_clip_hub_weights_offline_fail_with_a_way_out(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_the_suite_really_runs_offline():
+    """conftest sets HF_HUB_OFFLINE before the hub library is imported, so the library sees it."""
+    from huggingface_hub import constants
+
+    assert constants.HF_HUB_OFFLINE
+
+
+def test_open_clip_hub_weights_offline_fail_with_a_way_out():
     with pytest.raises(ReidError, match="--pretrained="):
         build_encoder("open_clip:ViT-B-32:openai", pretrained=True)
 
 
-def test_timm_hub_weights_offline_fail_at_once_with_a_way_out(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_timm_hub_weights_offline_fail_at_once_with_a_way_out():
     with pytest.raises(ReidError, match="--pretrained="):
         build_encoder("resnet50.tv2_in1k", True)

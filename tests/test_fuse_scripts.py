@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import call, run_script
 from reid.fusion import dissim_fuse, mean_fuse
 from reid.io import load_matrix, read_submission, save_matrix, write_submission
 from reid.metrics import evaluate
-from conftest import call, run_script
 
 
 @pytest.fixture
@@ -28,6 +28,7 @@ def models(tmp_path):
     return paths, mats, q_ids, g_ids, labels, players
 
 
+@pytest.mark.slow
 def test_sim_fuse_subprocess(tmp_path, models):
     paths, mats, q_ids, g_ids, labels, players = models
     out = tmp_path / "sim"
@@ -42,6 +43,7 @@ def test_sim_fuse_subprocess(tmp_path, models):
     assert f"mAP {score['mAP']:.4f}" in done.stdout
 
 
+@pytest.mark.slow
 def test_dissim_fuse_subprocess_mixing_formats(tmp_path, models):
     paths, mats, q_ids, g_ids, _, _ = models
     csv = write_submission(tmp_path / "model2.csv", mats[2], q_ids, g_ids)
@@ -88,6 +90,7 @@ def test_bad_inputs_exit_cleanly(tmp_path, models, script):
     assert done.returncode == 1 and "empty file" in done.stderr
 
 
+@pytest.mark.slow
 def test_bad_input_subprocess_has_no_traceback(tmp_path):
     done = run_script("dissim_fuse.py", f"--inputs={tmp_path / 'missing.npy'}", f"--out_dir={tmp_path}")
     assert done.returncode == 1

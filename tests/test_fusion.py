@@ -63,7 +63,7 @@ def test_inputs_not_modified():
     copies = [m.copy() for m in mats]
     dissim_fuse(mats)
     mean_fuse(mats)
-    for m, c in zip(mats, copies):
+    for m, c in zip(mats, copies, strict=True):
         np.testing.assert_array_equal(m, c)
 
 

@@ -60,7 +60,7 @@ def test_inputs_not_modified(tmp_path):
     copies = dist.copy(), q.copy(), g.copy()
     write_submission(tmp_path / "s.csv", dist, q, g)
     save_matrix(tmp_path / "d.npy", dist, q, g)
-    for a, b in zip((dist, q, g), copies):
+    for a, b in zip((dist, q, g), copies, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -12,8 +12,12 @@ from skimage import data as samples
 from timm.data import create_transform
 
 from reid.errors import ReidError
-from reid.models import (create_efficientnet_lite0, efficientnet_lite0_data_config,
-                         efficientnet_lite0_state_dict, remap_efficientnet_pytorch)
+from reid.models import (
+    create_efficientnet_lite0,
+    efficientnet_lite0_data_config,
+    efficientnet_lite0_state_dict,
+    remap_efficientnet_pytorch,
+)
 
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {504, 967, 968}  # coffee mug, espresso, cup

@@ -12,6 +12,8 @@ from reid.engine import load_checkpoint
 from reid.io import load_matrix, read_submission
 from reid.metrics import evaluate
 
+pytestmark = pytest.mark.slow  # the module's fixture trains a model
+
 TINY = ["--model=test_vit", "--pretrained=false", "--img_size=32", "--num_workers=0",
         "--warmup_epochs=0", "--rerank_eval=false", "--epochs=1", "--max_steps_per_epoch=1",
         "--batch_size=4"]

@@ -41,7 +41,7 @@ def test_folds_never_split_a_game_and_output_is_deterministic(data_dir):
     assert (train.groupby(["split", "game"])["fold"].nunique() == 1).all()
     for fold in sorted(set(train["fold"])):
         tr, val = split_fold(train, fold)
-        assert not set(zip(tr["split"], tr["game"])) & set(zip(val["split"], val["game"]))
+        assert not set(zip(tr["split"], tr["game"], strict=True)) & set(zip(val["split"], val["game"], strict=True))
     call("preprocess_data.py", f"--data_dir={data_dir}", "--n_folds=4")
     assert (data_dir / "data_reid" / "train_df.csv").read_bytes() == first
 

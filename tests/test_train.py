@@ -15,6 +15,8 @@ from reid.engine import load_checkpoint
 from reid.losses import InfoNCE
 from reid.models import build_encoder
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 TINY = ["--model=test_vit", "--pretrained=false", "--img_size=32", "--num_workers=0",
         "--warmup_epochs=0", "--rerank_eval=false", "--eval_batch_size=16"]
 
@@ -40,6 +42,7 @@ def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.distributed
 def test_gathered_infonce_gradient_equals_one_process(tmp_path):
     out = tmp_path / "grads.pt"
     result = torchrun(2, str(REPO / "tests" / "dist_step.py"), str(out))
@@ -54,6 +57,7 @@ def test_gathered_infonce_gradient_equals_one_process(tmp_path):
     assert torch.allclose(got["scale"], loss_fn.logit_scale.grad, atol=1e-6)
 
 
+@pytest.mark.distributed
 def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
     """torchrun with 2 x 4 pairs against one process with 8 pairs: one AdamW step.
 
