@@ -1,6 +1,6 @@
 """How hard is the data? mAP and rank-1 of two untrained baselines on the test and challenge splits.
 
-    python bench/synthetic_difficulty.py [--data_dir=data] [--img_size=224]
+    python -m bench.synthetic_difficulty [--data_dir=data] [--img_size=224]   # from the repository root
 
 (a) raw pixels: each crop downscaled to `raw_height` x `raw_width`, flattened, L2-normalised;
 (b) ImageNet efficientnet_lite0 features from the offline weights: resize keeping the aspect
@@ -12,29 +12,24 @@ synthetic data have (reid_challenge/ground_truth.csv); without it that split is 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import albumentations as A
+import cv2
+import pandas as pd
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch import nn
+from torch.utils.data import DataLoader
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from albumentations.pytorch import ToTensorV2  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from reid.config import format_config, run  # noqa: E402
-from reid.data import EvalDataset, list_images, parse_name  # noqa: E402
-from reid.errors import ReidError  # noqa: E402
-from reid.features import extract_features  # noqa: E402
-from reid.metrics import evaluate  # noqa: E402
-from reid.models import create_efficientnet_lite0, efficientnet_lite0_data_config  # noqa: E402
-from reid.synthetic import GROUND_TRUTH  # noqa: E402
-from reid.transforms import eval_transform  # noqa: E402
+from reid.config import format_config, run
+from reid.data import GROUND_TRUTH, EvalDataset, list_images, parse_name
+from reid.errors import ReidError
+from reid.features import extract_features
+from reid.metrics import evaluate
+from reid.models import create_efficientnet_lite0, efficientnet_lite0_data_config
+from reid.transforms import eval_transform
 
 
 @dataclass

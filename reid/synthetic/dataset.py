@@ -1,0 +1,86 @@
+"""The dataset on disk: every crop, the challenge ground truth, the contact sheet and the marker.
+
+Written in a hidden folder and renamed at the end, so a crash never leaves half a dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from reid.data import GROUND_TRUTH
+from reid.errors import ReidError
+from reid.synthetic.crops import render_sequence
+from reid.synthetic.planning import Plan, plan
+from reid.synthetic.preview import contact_sheet
+
+MARKER = "synthetic.json"
+CONTACT_SHEET = "synthetic_contact_sheet.png"
+
+
+def ground_truth_rows(p: Plan) -> list[tuple[str, int, int, int, str]]:
+    """(img_id, player, sequence, frame, img_type) of every challenge image."""
+    return [(path, person.player, seq.number, frame, "q" if frame == 0 else "g")
+            for seq in p.sequences if seq.split == "challenge"
+            for person in seq.people for frame, path in person.files]
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _render_all(p: Plan, root: Path, workers: int, progress: bool) -> None:
+    """Render every sequence, in worker processes when there is more than one."""
+    from tqdm import tqdm
+
+    jobs = [(seq, p.seed, str(root)) for seq in sorted(p.sequences, key=lambda s: -s.n_images)]
+    with tqdm(total=p.n_images, unit="img", desc=f"synthetic {p.size}", disable=not progress) as bar:
+        if workers <= 1:
+            for job in jobs:
+                bar.update(render_sequence(job))
+            return
+        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for done in as_completed([pool.submit(render_sequence, job) for job in jobs]):
+                bar.update(done.result())
+
+
+def generate(data_dir: Path, size: str = "small", seed: int = 0, workers: int | None = None,
+             progress: bool = True) -> Path:
+    """Write the synthetic dataset to `<data_dir>/data_reid/` and return that folder.
+
+    Built in a hidden folder beside the target and renamed at the end, so an interrupted run
+    leaves no half dataset. An existing target is never overwritten.
+    """
+    target = Path(data_dir) / "data_reid"
+    if target.exists():
+        raise ReidError(f"{target} already exists: move it away to generate synthetic data there")
+    p = plan(size, seed)
+    partial = target.with_name(".data_reid.synthetic.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        folders = {str(Path(path).parent) for seq in p.sequences for person in seq.people for _, path in person.files}
+        for folder in folders:
+            (partial / folder).mkdir(parents=True, exist_ok=True)
+        _render_all(p, partial, workers or default_workers(), progress)
+        with open(partial / GROUND_TRUTH, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["img_id", "player", "sequence", "frame", "img_type"])
+            writer.writerows(ground_truth_rows(p))
+        contact_sheet(partial, p).quantize(256).save(partial / CONTACT_SHEET, optimize=True)
+        marker = {"synthetic": True, "generator": "reid/synthetic.py", "size": size, "seed": seed,
+                  "counts": p.counts()}
+        (partial / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
