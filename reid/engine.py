@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
@@ -34,7 +35,9 @@ from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
 from reid.models import build_encoder
 from reid.rerank import distance_matrices
+from reid.runs import COMPLETE, RESUMABLE, data_fingerprint, recipe_changes, write_complete
 from reid.transforms import eval_transform, train_transform
+from reid.visualize import training_curves
 
 
 @dataclass
@@ -71,11 +74,6 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0: all; a small number for smoke runs
     eval_batch_size: int = 64  # images per batch when extracting validation features
     rerank_eval: bool = True  # also report mAP after k-reciprocal and hard-weight re-ranking
-
-
-# Fields that may differ between a run and its resumption. More epochs extend a run at lr_end:
-# the schedule, restored with the run, keeps its length.
-RESUMABLE = {"resume", "epochs", "num_workers", "device", "eval_batch_size", "rerank_eval"}
 
 
 @dataclass
@@ -148,13 +146,42 @@ def load_checkpoint(path: Path) -> dict:
         raise ReidError(f"cannot load checkpoint {path}: {exc}") from None
 
 
-def check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
-    """Refuse to resume with a different recipe, naming each field that changed."""
-    now = to_dict(cfg)
-    changed = [f"{k}: {saved[k]!r} -> {now.get(k)!r}" for k in saved if k not in RESUMABLE and saved[k] != now.get(k)]
+def check_resumable(ckpt: dict, cfg: TrainConfig, data: str, path: Path) -> None:
+    """Refuse to resume with a different recipe or other data, naming what changed; where the
+    run folder or the dataset now lives does not matter."""
+    changed = recipe_changes(ckpt["config"], to_dict(cfg), RESUMABLE)
     if changed:
         raise ReidError(f"{path} was trained with other settings; pass the same values to resume: "
                         + "; ".join(changed))
+    if ckpt.get("data") != data:
+        raise ReidError(f"{path} was trained on other data (the images or the partition under "
+                        f"{cfg.data_dir} changed since); train a new run instead")
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed of its own for each rank, so ranks draw different dropout and augmentation."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+def rng_states(ctx: RankContext) -> list[dict]:
+    """Every rank's random state (gathered on all ranks), for an exact resume of each."""
+    mine = {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None}
+    if ctx.world_size == 1:
+        return [mine]
+    states: list[dict] = [{} for _ in range(ctx.world_size)]
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def restore_rng(states: list[dict], ctx: RankContext) -> None:
+    """Put back this rank's random state from `rng_states` of the interrupted run."""
+    if len(states) != ctx.world_size:
+        raise ReidError(f"the run was trained on {len(states)} processes; resume it on as many "
+                        f"(now {ctx.world_size})")
+    torch.set_rng_state(states[ctx.rank]["torch"])
+    if ctx.device.type == "cuda":
+        torch.cuda.set_rng_state(states[ctx.rank]["cuda"], ctx.device)
 
 
 def validation_metrics(encoder: nn.Module, loader: DataLoader, device: torch.device,
@@ -201,6 +228,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     log(format_config(cfg))
     root = Path(cfg.data_dir) / "data_reid"
     train_df, val_df = split_fold(load_partition(root / "train_df.csv"), cfg.fold)
+    data = data_fingerprint(root)
 
     torch.manual_seed(cfg.seed)
     encoder, data_cfg = build_encoder(cfg.model, cfg.pretrained, img_size=cfg.img_size,
@@ -236,21 +264,22 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
     state = {"epoch": 0, "best_map": -1.0, "history": []}
+    torch.manual_seed(rank_seed(cfg.seed, ctx.rank))
     if cfg.resume:
         ckpt = load_checkpoint(run_dir / "last.pt")
-        check_resumable(ckpt["config"], cfg, run_dir / "last.pt")
-        model.load_state_dict(ckpt["model"])
+        check_resumable(ckpt, cfg, data, run_dir / "last.pt")
+        model.encoder.load_state_dict(ckpt["model"])
+        model.criterion.load_state_dict(ckpt["criterion"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if ctx.device.type == "cuda":
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        restore_rng(ckpt["rng"], ctx)
         state = {k: ckpt[k] for k in state}
         log(f"resuming {run_dir} after epoch {state['epoch']}")
     elif (run_dir / "last.pt").exists():
         raise ReidError(f"{run_dir} already holds a run: pass --resume=true or another --run_name")
     if ctx.main:
+        (run_dir / COMPLETE).unlink(missing_ok=True)
         save_config(cfg, run_dir / "config.json")
     log(f"{len(train_set)} training images, {train_set.num_classes} players; "
         f"{updates} steps per epoch on {ctx.world_size} x {ctx.device.type}; run folder {run_dir}")
@@ -259,29 +288,33 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
         started = time.time()
         sampler.set_epoch(epoch)
         mean_loss = train_epoch(net, loader, optimizer, scheduler, scaler, cfg, ctx, dtype, epoch, updates)
+        row = {}
         if ctx.main:
             row = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]}
             row |= validation_metrics(model.encoder, val_loader, ctx.device, dtype, cfg.rerank_eval)
             row["seconds"] = round(time.time() - started, 1)
+        rngs = rng_states(ctx)  # after validation, which draws from the generator too
+        state["epoch"] = epoch + 1
+        if ctx.main:
             state["history"].append(row)
-            state["epoch"] = epoch + 1
-            weights = {"model": model.encoder.state_dict(), "config": to_dict(cfg),
+            weights = {"model": model.encoder.state_dict(), "config": to_dict(cfg), "data": data,
                        "data_config": data_cfg.to_dict(), "epoch": epoch + 1, "metrics": row}
             if row["mAP"] > state["best_map"]:
                 state["best_map"] = row["mAP"]
                 save_atomic(weights, run_dir / "best.pt")
-            rng = {"torch": torch.get_rng_state(),
-                   "cuda": torch.cuda.get_rng_state_all() if ctx.device.type == "cuda" else []}
-            save_atomic(weights | state | {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_atomic(weights | state | {"criterion": model.criterion.state_dict(),
+                                           "optimizer": optimizer.state_dict(),
                                            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                           "rng": rng}, run_dir / "last.pt")
+                                           "rng": rngs}, run_dir / "last.pt")
             # rewritten from the checkpointed history, so a resume never duplicates a row
-            write_csv(pd.DataFrame(state["history"]), run_dir / "metrics.csv")
+            history = pd.DataFrame(state["history"])
+            write_csv(history, run_dir / "metrics.csv")
+            training_curves(history, run_dir / "curves.png", title=cfg.run_name)
             log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        else:
-            state["epoch"] = epoch + 1
         if ctx.world_size > 1:
             dist.barrier()
+    if ctx.main:
+        write_complete(run_dir, to_dict(cfg), data, state["best_map"])
     log(f"done: best mAP {state['best_map']:.4f}; {run_dir / 'best.pt'}")
     return run_dir
 

@@ -1,4 +1,4 @@
-"""Ranked-result sheets: each query with its top-k gallery images, matches framed green."""
+"""Pictures: ranked-result sheets (each query with its top-k, matches framed green) and training curves."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from reid.data import read_image  # noqa: E402
 
@@ -45,6 +46,36 @@ def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], g
             else:
                 colour = GREEN if gallery_labels[g] == query_labels[row] else RED
             _framed(axes[row, col], read_image(gallery_paths[g]), colour, f"{col}: {distmat[row, g]:.3f}")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+CURVES = {"mAP": "plain", "mAP_kr": "k-reciprocal", "mAP_hw": "hard-weight"}
+
+
+def training_curves(history: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """Write a PNG of a run's metrics.csv: loss, learning rate and validation mAP per epoch
+    (plain and, where the run measured them, after each re-ranking)."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    epochs = history["epoch"]
+    axes[0].plot(epochs, history["loss"], marker="o")
+    axes[0].set_title("training loss")
+    axes[1].plot(epochs, history["lr"], marker="o")
+    axes[1].set_title("learning rate (end of epoch)")
+    axes[1].ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    for column, label in CURVES.items():
+        if column in history:
+            axes[2].plot(epochs, 100 * history[column], marker="o", label=label)
+    axes[2].set_title("validation mAP (%)")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -111,3 +111,19 @@ def test_untrained_backbone_is_a_baseline_entry(setup):
     for size in (64, 32):  # one run folder per input size: neither overwrites the other
         assert (root / "out" / f"pretrained_efficientnet_lite0_{size}" / "challenge" / "dist_hw.npy").exists()
         assert f"pretrained_efficientnet_lite0_{size}  challenge" in result.stdout
+
+
+def test_last_pt_is_the_same_format_as_best_pt(setup, tmp_path):
+    """A one-epoch run's last.pt holds best.pt's weights: predict.py and --pretrained take either."""
+    root, data = setup
+    mats = {}
+    for name in ("best.pt", "last.pt"):
+        out = tmp_path / name
+        result = call("predict.py", f"--data_dir={data}", f"--out_dir={out}", "--num_workers=0", "--splits=test",
+                      f"--checkpoints={root / 'ck' / 'a' / name}")
+        assert result.returncode == 0, result.stderr
+        mats[name] = load_matrix(out / "a" / "test" / "dist.npy")[0]
+    np.testing.assert_array_equal(mats["best.pt"], mats["last.pt"])
+    result = call("train_our_post_resnet.py", f"--data_dir={data}", f"--checkpoint_dir={tmp_path / 'ck'}",
+                  *TINY, f"--pretrained={root / 'ck' / 'a' / 'last.pt'}")
+    assert result.returncode == 0, result.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from conftest import REPO, call, dataset_files, write_tree
 from reid.engine import load_checkpoint
@@ -57,6 +59,11 @@ def test_gathered_infonce_gradient_equals_one_process(tmp_path):
     assert torch.allclose(got["scale"], loss_fn.logit_scale.grad, atol=1e-6)
 
 
+def parameters(last: dict) -> dict[str, torch.Tensor]:
+    """A last.pt's parameters in the optimiser's order: the encoder's, then the loss's."""
+    return last["model"] | {f"criterion.{k}": v for k, v in last["criterion"].items()}
+
+
 @pytest.mark.distributed
 def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
     """torchrun with 2 x 4 pairs against one process with 8 pairs: one AdamW step.
@@ -77,15 +84,16 @@ def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
     assert one["model"].keys() == two["model"].keys()
     torch.manual_seed(1)
     init = build_encoder("test_vit", False, img_size=32)[0].state_dict()
-    moved = max((one["model"][f"encoder.{k}"] - v).abs().max().item() for k, v in init.items())
+    moved = max((one["model"][k] - v).abs().max().item() for k, v in init.items())
     assert moved > 1e-4, "the step must change the weights for the comparison to mean anything"
     noise_level, elements = 0, 0
-    for i, name in enumerate(one["model"]):
+    params_one, params_two = parameters(one), parameters(two)
+    for i, name in enumerate(params_one):
         grad_one = one["optimizer"]["state"][i]["exp_avg"] / 0.1
         grad_two = two["optimizer"]["state"][i]["exp_avg"] / 0.1
         assert (grad_one - grad_two).abs().max().item() < 1e-5, name
         determined = grad_one.abs() > 1e-6
-        diff = (one["model"][name] - two["model"][name]).abs()
+        diff = (params_one[name] - params_two[name]).abs()
         if determined.any():
             assert diff[determined].max().item() < 1e-5, name
         noise_level += (~determined).sum().item()
@@ -93,7 +101,7 @@ def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
     assert noise_level < 0.01 * elements
 
 
-def test_resume_after_an_interruption_gives_the_same_weights(data_dir, tmp_path, monkeypatch):
+def test_a_moved_run_on_a_moved_dataset_resumes_to_the_same_weights(data_dir, tmp_path, monkeypatch):
     args = ["--epochs=2", "--max_steps_per_epoch=2", "--batch_size=4", "--lr=1e-3"]
     train("train_our_post_resnet.py", data_dir, tmp_path / "straight", *args)
 
@@ -107,11 +115,17 @@ def test_resume_after_an_interruption_gives_the_same_weights(data_dir, tmp_path,
         return original(*a, **k)
 
     monkeypatch.setattr(reid.engine, "train_epoch", interrupted)
-    stopped = call("train_our_post_resnet.py", f"--data_dir={data_dir}",
-                   f"--checkpoint_dir={tmp_path / 'resumed'}", *TINY, *args)
+    shutil.copytree(data_dir, tmp_path / "data")  # keeps the files' times, as a move does
+    stopped = call("train_our_post_resnet.py", f"--data_dir={tmp_path / 'data'}",
+                   f"--checkpoint_dir={tmp_path / 'interrupted'}", *TINY, *args)
     assert stopped.returncode == 130
+    assert not (tmp_path / "interrupted" / "resnet50" / "complete.json").exists()
     monkeypatch.setattr(reid.engine, "train_epoch", original)
-    train("train_our_post_resnet.py", data_dir, tmp_path / "resumed", *args, "--resume=true")
+    # the run and the dataset both move; the dataset is named by a relative path
+    (tmp_path / "interrupted").rename(tmp_path / "resumed")
+    (tmp_path / "data").rename(tmp_path / "moved_data")
+    train("train_our_post_resnet.py", os.path.relpath(tmp_path / "moved_data"), tmp_path / "resumed", *args,
+          "--resume=true")
 
     straight = load_checkpoint(tmp_path / "straight" / "resnet50" / "last.pt")
     resumed = load_checkpoint(tmp_path / "resumed" / "resnet50" / "last.pt")
@@ -130,10 +144,15 @@ def test_smoke_runs_write_the_run_folder(data_dir, tmp_path):
           "--batch_size=4", "--run_name=lite", "--loss=id")
     for run in ("vit", "lite"):
         folder = tmp_path / run
-        assert {p.name for p in folder.iterdir()} == {"config.json", "metrics.csv", "best.pt", "last.pt"}
-        best = load_checkpoint(folder / "best.pt")
-        assert {"model", "config", "data_config", "epoch", "metrics"} <= best.keys()
-        assert {"optimizer", "scheduler", "scaler", "rng"} <= load_checkpoint(folder / "last.pt").keys()
+        assert {p.name for p in folder.iterdir()} == {"config.json", "metrics.csv", "curves.png", "best.pt",
+                                                      "last.pt", "complete.json"}
+        best, last = load_checkpoint(folder / "best.pt"), load_checkpoint(folder / "last.pt")
+        assert {"model", "config", "data", "data_config", "epoch", "metrics"} <= best.keys()
+        assert best.keys() <= last.keys(), "last.pt is best.pt's format plus the state to resume"
+        assert best["model"].keys() == last["model"].keys()
+        assert {"criterion", "optimizer", "scheduler", "scaler", "rng"} <= last.keys()
+        with Image.open(folder / "curves.png") as png:
+            assert png.format == "PNG" and png.width > 400
         metrics = pd.read_csv(folder / "metrics.csv")
         assert {"epoch", "loss", "lr", "mAP", "rank1", "rank5"} <= set(metrics.columns)
         assert metrics["mAP"].between(0, 1).all()
@@ -160,6 +179,17 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(data_dir, tmp_path
     assert result.returncode == 1
     assert "loss is nan at epoch 2, step 2" in result.stderr and str(last) in result.stderr
     assert last.read_bytes() == saved
+
+
+def test_resume_on_changed_data_is_refused(data_dir, tmp_path):
+    shutil.copytree(data_dir, tmp_path / "data")
+    train("train_our_post_resnet.py", tmp_path / "data", tmp_path, "--epochs=1", "--max_steps_per_epoch=1",
+          "--batch_size=4")
+    image = next((tmp_path / "data" / "data_reid" / "reid_training").iterdir())
+    image.write_bytes(image.read_bytes() + b"\0")
+    again = call("train_our_post_resnet.py", f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path}",
+                 *TINY, "--epochs=2", "--max_steps_per_epoch=1", "--batch_size=4", "--resume=true")
+    assert again.returncode == 1 and "trained on other data" in again.stderr
 
 
 def test_resume_with_another_recipe_names_the_field(data_dir, tmp_path):

@@ -1,0 +1,82 @@
+"""What a training run is: when it may be resumed, and when a finished one may be reused.
+
+A run's weights are determined by its recipe (the config less the fields that only say where
+files are or how fast and how verbosely to work) and by the data it trained on, summed up in a
+fingerprint. Paths are in neither, so a moved run or a moved dataset is still the same run.
+A run that finished writes a completion record last; a run folder without one was interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reid.errors import ReidError
+
+COMPLETE = "complete.json"
+PARTITION = "train_df.csv"
+# Where files are, how fast or how verbosely to work: none of these changes the weights.
+NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num_workers", "device",
+                        "eval_batch_size", "rerank_eval"})
+# More epochs extend a resumed run at lr_end (its schedule, restored with it, keeps its length).
+RESUMABLE = NOT_RECIPE | {"epochs"}
+
+
+def data_fingerprint(root: Path) -> str:
+    """sha256 of the partition CSV and of every image it lists: path below `root`, size, mtime.
+
+    Cheap (one stat per image) and blind to where the dataset lives; a changed, added or
+    removed image, or a new partition, changes it.
+    """
+    csv = Path(root) / PARTITION
+    try:
+        table = csv.read_bytes()
+    except OSError as exc:
+        raise ReidError(f"cannot read {csv}: {exc.strerror or exc}; run preprocess_data.py first") from None
+    df = pd.read_csv(csv, usecols=["folder", "img_id"])
+    digest = hashlib.sha256(table)
+    for rel in sorted(df["folder"] + "/" + df["img_id"]):
+        try:
+            st = (Path(root) / rel).stat()
+        except OSError as exc:
+            raise ReidError(f"{csv} lists {rel}, which cannot be read: {exc.strerror or exc}") from None
+        digest.update(f"{rel}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+    return digest.hexdigest()
+
+
+def recipe_changes(saved: dict[str, Any], wanted: dict[str, Any], ignore: frozenset[str] = NOT_RECIPE) -> list[str]:
+    """`field: saved -> wanted` for every field, outside `ignore`, whose value differs."""
+    fields = sorted((set(saved) | set(wanted)) - ignore)
+    return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in fields if saved.get(k) != wanted.get(k)]
+
+
+def write_complete(run_dir: Path, config: dict[str, Any], data: str, best_map: float) -> Path:
+    """The completion record, written atomically after everything else of the run."""
+    path = Path(run_dir) / COMPLETE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"config": config, "data": data, "best_map": best_map}, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def reuse_problem(run_dir: Path, config: dict[str, Any], data: str) -> str | None:
+    """None when `run_dir` finished with this recipe on this data; else why it cannot be reused."""
+    path = Path(run_dir) / COMPLETE
+    if not Path(run_dir).is_dir():
+        return "not trained yet"
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return "it never finished (no completion record)"
+    except (OSError, ValueError) as exc:
+        return f"its completion record cannot be read ({exc})"
+    if record.get("data") != data:
+        return "it was trained on other data (the data fingerprint differs)"
+    changes = recipe_changes(record.get("config", {}), config)
+    if changes:
+        return "it was trained with other settings: " + "; ".join(changes)
+    return None
