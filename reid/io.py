@@ -1,13 +1,16 @@
 """Distance matrices on disk: `.npy` with its id files, and the official submission CSV.
 
 A matrix is always stored with the ids that give its row and column order, so a stage that
-combines matrices can refuse ones that do not line up. Writes go to a temporary file that is
-renamed into place, so an interrupted run never leaves half a file behind.
+combines matrices can refuse ones that do not line up; `matrices.json` ties each matrix to the
+id files it was written with. Writes go to a temporary file that is renamed into place, so an
+interrupted run never leaves half a file behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +22,7 @@ from reid.errors import ReidError
 
 QUERY_IDS = "query_ids.txt"
 GALLERY_IDS = "gallery_ids.txt"
+MANIFEST = "matrices.json"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -117,16 +121,42 @@ def _ids_text(ids) -> bytes:
     return "".join(f"{i}\n" for i in ids).encode()
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict:
+    """The folder's record of which matrix bytes go with which id files ({} where there is none)."""
+    path = folder / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ReidError(f"{path}: cannot read ({exc})") from None
+
+
 def save_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> Path:
-    """Save a float32 `.npy` with `query_ids.txt` and `gallery_ids.txt` in the same folder."""
+    """Save a float32 `.npy` with `query_ids.txt` and `gallery_ids.txt` in the same folder.
+
+    The three files are one unit: `matrices.json`, rewritten last, records the digest of each
+    matrix and of the id files it was written with, so a crash between the writes leaves a unit
+    that `load_matrix` refuses rather than a matrix paired with another matrix's ids.
+    """
     path = Path(path)
     distmat = check_matrix(path, distmat, query_ids, gallery_ids)
     _check_siblings(path, query_ids, gallery_ids)
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(distmat, dtype=np.float32))
-    _atomic_write(path.parent / QUERY_IDS, _ids_text(query_ids))
-    _atomic_write(path.parent / GALLERY_IDS, _ids_text(gallery_ids))
+    ids = {QUERY_IDS: _ids_text(query_ids), GALLERY_IDS: _ids_text(gallery_ids)}
+    manifest = _read_manifest(path.parent)
+    if {name: _digest(text) for name, text in ids.items()} != manifest.get("ids"):
+        manifest = {"ids": {name: _digest(text) for name, text in ids.items()}, "matrices": {}}
+    manifest["matrices"][path.name] = _digest(buf.getvalue())
+    for name, text in ids.items():
+        _atomic_write(path.parent / name, text)
     _atomic_write(path, buf.getvalue())
+    _atomic_write(path.parent / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return path
 
 
@@ -140,29 +170,49 @@ def _check_siblings(path: Path, query_ids, gallery_ids) -> None:
                             "save this matrix in its own folder")
 
 
-def _read_ids(path: Path) -> np.ndarray:
+def _read_ids(path: Path) -> tuple[np.ndarray, bytes]:
+    """(ids, the file's bytes) of an id file."""
     if not path.exists():
         raise ReidError(f"{path}: missing (a distance matrix needs its id files beside it)")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    data = path.read_bytes()
+    ids = [line.strip() for line in data.decode(errors="replace").splitlines() if line.strip()]
     if not ids:
         raise ReidError(f"{path}: empty file")
     try:
-        return np.asarray([int(i) for i in ids], dtype=np.int64)
+        return np.asarray([int(i) for i in ids], dtype=np.int64), data
     except ValueError:
-        return np.asarray(ids)
+        return np.asarray(ids), data
+
+
+def _check_unit(path: Path, matrix: bytes, ids: dict[str, bytes]) -> None:
+    """Refuse a matrix whose bytes or id files are not the ones `matrices.json` says were written
+    together; a folder without `matrices.json` (matrices made elsewhere) is taken as it is."""
+    manifest = _read_manifest(path.parent)
+    if not manifest:
+        return
+    written = manifest.get("matrices", {}).get(path.name)
+    stale = [name for name, data in ids.items() if manifest.get("ids", {}).get(name) != _digest(data)]
+    if written is None or written != _digest(matrix) or stale:
+        raise ReidError(f"{path}: this matrix and {' and '.join(stale) or 'its id files'} were not written "
+                        f"together (see {MANIFEST}; an interrupted write?): write it again")
 
 
 def load_matrix(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distmat float32, query_ids, gallery_ids) from a `.npy` and the id files beside it."""
     path = Path(path)
     try:
-        distmat = np.load(path, allow_pickle=False)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ReidError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ReidError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        distmat = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise ReidError(f"{path}: not a readable .npy matrix ({exc})") from None
-    query_ids = _read_ids(path.parent / QUERY_IDS)
-    gallery_ids = _read_ids(path.parent / GALLERY_IDS)
+    query_ids, q_bytes = _read_ids(path.parent / QUERY_IDS)
+    gallery_ids, g_bytes = _read_ids(path.parent / GALLERY_IDS)
+    _check_unit(path, data, {QUERY_IDS: q_bytes, GALLERY_IDS: g_bytes})
     return check_matrix(path, distmat, query_ids, gallery_ids), query_ids, gallery_ids
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -81,9 +83,13 @@ def test_refuses_different_orders(tmp_path, models):
 def test_bad_inputs_exit_cleanly(tmp_path, models, script):
     paths, *_ = models
     assert "no input matrices" in call(script, f"--out_dir={tmp_path}").stderr
-    np.save(paths[1], np.full((4, 12), np.nan, dtype=np.float32))
-    done = call(script, f"--inputs={paths[0]},{paths[1]}", f"--out_dir={tmp_path / 'y'}")
-    assert done.returncode == 1 and str(paths[1]) in done.stderr and "NaN" in done.stderr
+    hand_made = tmp_path / "hand_made" / "dist.npy"  # written by another tool: no matrices.json
+    hand_made.parent.mkdir()
+    np.save(hand_made, np.full((4, 12), np.nan, dtype=np.float32))
+    for ids in ("query_ids.txt", "gallery_ids.txt"):
+        shutil.copy(paths[1].parent / ids, hand_made.parent / ids)
+    done = call(script, f"--inputs={paths[0]},{hand_made}", f"--out_dir={tmp_path / 'y'}")
+    assert done.returncode == 1 and str(hand_made) in done.stderr and "NaN" in done.stderr
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     done = call(script, f"--inputs={empty}", f"--out_dir={tmp_path / 'y'}")

@@ -72,6 +72,31 @@ def test_sibling_matrices_keep_their_ids(tmp_path):
         save_matrix(tmp_path / "c.npy", dist, q[::-1], g)
 
 
+@pytest.mark.parametrize("crash", ["after the id files", "after the matrix"])
+def test_a_write_interrupted_between_matrix_and_ids_is_refused(tmp_path, monkeypatch, crash):
+    """Same shapes, other ids: without matrices.json the new ids would silently label the old matrix."""
+    dist, q, g = example()
+    save_matrix(tmp_path / "dist.npy", dist, q, g)
+    import reid.io
+
+    real = reid.io._atomic_write
+    stop_at = "dist.npy" if crash == "after the id files" else "matrices.json"
+
+    def crashing(path, data):
+        if path.name == stop_at:
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(reid.io, "_atomic_write", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        save_matrix(tmp_path / "dist.npy", dist * 2, q[::-1], g)
+    monkeypatch.setattr(reid.io, "_atomic_write", real)
+    with pytest.raises(ReidError, match="not written together"):
+        load_matrix(tmp_path / "dist.npy")
+    save_matrix(tmp_path / "dist.npy", dist * 2, q[::-1], g)
+    np.testing.assert_array_equal(load_matrix(tmp_path / "dist.npy")[1], q[::-1])
+
+
 @pytest.mark.parametrize("text, problem", [
     ("", "empty file"),
     ("1,2,3\n4,0.1,0.2\n", "not an official submission"),
