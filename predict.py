@@ -5,8 +5,9 @@
     python predict.py --checkpoints=pretrained:efficientnet_lite0   # untrained ImageNet features
 
 Writes, per checkpoint and split, `<out_dir>/<run>/<split>/`: dist.npy, dist_kr.npy,
-dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, and labels.csv
-where labels are known; with several checkpoints also `<out_dir>/mean/<split>/` (their mean).
+dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, labels.csv where
+labels are known, and provenance.json (each checkpoint's sha256 and the images' fingerprint);
+with several checkpoints also `<out_dir>/mean/<split>/` (their mean).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
 from reid.features import extract_features
 from reid.fusion import mean_fuse
-from reid.io import write_csv, write_outputs
+from reid.io import write_csv, write_json, write_outputs
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
 from reid.rerank import KINDS, distance_matrices
+from reid.runs import file_sha256, images_fingerprint
 from reid.transforms import eval_transform
 from reid.visualize import ranked_sheet
 
@@ -90,10 +92,23 @@ def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, Da
     return encoder.to(device).eval(), data_cfg, run_name
 
 
-def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages) -> None:
+def source(entry: Path) -> dict[str, str]:
+    """What the features came from: the checkpoint file and its sha256, or the pretrained name."""
+    if str(entry).startswith(PRETRAINED):
+        return {"checkpoint": str(entry), "weights": "as the library ships them (untrained here)"}
+    path = checkpoint_file(entry)
+    return {"checkpoint": str(path.resolve()), "checkpoint_sha256": file_sha256(path)}
+
+
+def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages, root: Path,
+                sources: list[dict[str, str]]) -> None:
+    """The matrices, their labels where known, and provenance.json: the checkpoints and the
+    fingerprint of the images they were computed on."""
     ids_q, ids_g = split.query["id"].to_numpy(), split.gallery["id"].to_numpy()
     for name, mat in mats.items():
         write_outputs(folder, mat, ids_q, ids_g, name)
+    write_json({"split": split.name, "images": images_fingerprint(root, split.df["img_id"]),
+                "sources": sources}, folder / "provenance.json")
     if split.labelled:
         labels = split.df[["id", "player", "img_id"]].rename(columns={"id": "img_id", "img_id": "path"})
         write_csv(labels, folder / "labels.csv")
@@ -119,8 +134,10 @@ def main(cfg: Config) -> None:
         splits.append(load_split(root, name))
     table: list[tuple[str, str, str, dict]] = []
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
+    sources: list[dict[str, str]] = []
     for entry in cfg.checkpoints:
         encoder, data_cfg, run_name = load_encoder(entry, device)
+        sources.append(source(entry))
         transform = eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation)
         for split in splits:
             loader = DataLoader(EvalDataset(root, split.df, transform), batch_size=cfg.batch_size,
@@ -132,7 +149,7 @@ def main(cfg: Config) -> None:
                                      cfg.rerank_input)
             per_split[split.name].append(mats)
             folder = cfg.out_dir / run_name / split.name
-            write_split(folder, mats, split)
+            write_split(folder, mats, split, root, [sources[-1]])
             print(f"wrote {folder}")
             if split.labelled:
                 table += [(run_name, split.name, kind, s) for kind, s in scores(mats, split)]
@@ -148,7 +165,7 @@ def main(cfg: Config) -> None:
         for split in splits:
             runs = per_split[split.name]
             mats = {name: mean_fuse([r[name] for r in runs]) for name in KINDS}
-            write_split(cfg.out_dir / "mean" / split.name, mats, split)
+            write_split(cfg.out_dir / "mean" / split.name, mats, split, root, sources)
             if split.labelled:
                 table += [("mean", split.name, kind, s) for kind, s in scores(mats, split)]
     print_table(table)

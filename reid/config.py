@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import re
 import sys
 import types
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from reid.errors import ReidError
+from reid.io import write_json
 
 C = TypeVar("C")
 
@@ -126,10 +126,7 @@ def format_config(cfg: Any) -> str:
 
 def save_config(cfg: Any, path: Path) -> None:
     """Write the effective config as JSON (atomically, so a crash never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    tmp.replace(path)
+    write_json(to_dict(cfg), path)
 
 
 def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> None:

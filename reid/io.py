@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,11 +26,19 @@ GALLERY_IDS = "gallery_ids.txt"
 MANIFEST = "matrices.json"
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to `path` through a temporary file in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a file should get what open() gives
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -42,6 +51,13 @@ def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
     """A table as CSV, written atomically, so an interrupted stage never leaves half a file."""
     path = Path(path)
     _atomic_write(path, df.to_csv(index=False).encode())
+    return path
+
+
+def write_json(obj: Any, path: Path | str) -> Path:
+    """An object as indented JSON, written atomically."""
+    path = Path(path)
+    _atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
     return path
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
 from reid.errors import ReidError
+from reid.io import write_json
 
 COMPLETE = "complete.json"
 PARTITION = "train_df.csv"
@@ -26,25 +27,39 @@ NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num
 RESUMABLE = NOT_RECIPE | {"epochs"}
 
 
-def data_fingerprint(root: Path) -> str:
-    """sha256 of the partition CSV and of every image it lists: path below `root`, size, mtime.
+def images_fingerprint(root: Path, images: Iterable[str], digest: Any = None) -> str:
+    """sha256 over every image's path below `root`, size and mtime (continuing `digest`, if given).
 
     Cheap (one stat per image) and blind to where the dataset lives; a changed, added or
-    removed image, or a new partition, changes it.
+    removed image changes it.
     """
+    digest = digest or hashlib.sha256()
+    for rel in sorted(images):
+        try:
+            st = (Path(root) / rel).stat()
+        except OSError as exc:
+            raise ReidError(f"cannot read image {Path(root) / rel}: {exc.strerror or exc}") from None
+        digest.update(f"{rel}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+    return digest.hexdigest()
+
+
+def data_fingerprint(root: Path) -> str:
+    """The fingerprint of a training partition: its CSV's bytes and every image it lists."""
     csv = Path(root) / PARTITION
     try:
         table = csv.read_bytes()
     except OSError as exc:
         raise ReidError(f"cannot read {csv}: {exc.strerror or exc}; run preprocess_data.py first") from None
     df = pd.read_csv(csv, usecols=["folder", "img_id"])
-    digest = hashlib.sha256(table)
-    for rel in sorted(df["folder"] + "/" + df["img_id"]):
-        try:
-            st = (Path(root) / rel).stat()
-        except OSError as exc:
-            raise ReidError(f"{csv} lists {rel}, which cannot be read: {exc.strerror or exc}") from None
-        digest.update(f"{rel}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
+    return images_fingerprint(root, df["folder"] + "/" + df["img_id"], hashlib.sha256(table))
+
+
+def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
+    """sha256 of a file's bytes, read in chunks (checkpoints can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -56,11 +71,7 @@ def recipe_changes(saved: dict[str, Any], wanted: dict[str, Any], ignore: frozen
 
 def write_complete(run_dir: Path, config: dict[str, Any], data: str, best_map: float) -> Path:
     """The completion record, written atomically after everything else of the run."""
-    path = Path(run_dir) / COMPLETE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"config": config, "data": data, "best_map": best_map}, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json({"config": config, "data": data, "best_map": best_map}, Path(run_dir) / COMPLETE)
 
 
 def reuse_problem(run_dir: Path, config: dict[str, Any], data: str) -> str | None:

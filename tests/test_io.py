@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from reid.errors import ReidError
-from reid.io import load_any, load_matrix, read_submission, save_matrix, write_submission
+from reid.io import load_any, load_matrix, read_submission, save_matrix, write_outputs, write_submission
 
 
 def example(nq: int = 4, ng: int = 6, seed: int = 0):
@@ -70,6 +72,17 @@ def test_sibling_matrices_keep_their_ids(tmp_path):
     save_matrix(tmp_path / "b.npy", dist * 2, q, g)
     with pytest.raises(ReidError, match="own folder"):
         save_matrix(tmp_path / "c.npy", dist, q[::-1], g)
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    dist, q, g = example()
+    old = os.umask(0o002)
+    try:
+        written = write_outputs(tmp_path, dist, q, g)
+    finally:
+        os.umask(old)
+    for path in [*written, tmp_path / "query_ids.txt", tmp_path / "matrices.json"]:
+        assert path.stat().st_mode & 0o777 == 0o664, path
 
 
 @pytest.mark.parametrize("crash", ["after the id files", "after the matrix"])

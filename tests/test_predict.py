@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from conftest import call
+from reid.data import load_split
 from reid.engine import load_checkpoint
 from reid.io import load_matrix, read_submission
 from reid.metrics import evaluate
+from reid.runs import images_fingerprint
 
 pytestmark = pytest.mark.slow  # the module's fixture trains a model
 
@@ -52,6 +57,11 @@ def test_writes_matrices_ids_submissions_and_the_mean(setup):
             csv_mat, csv_q, csv_g = read_submission(folder / "dist_hw.csv")
             assert np.array_equal(csv_q, np.sort(q)) and np.array_equal(csv_g, g)
             assert np.allclose(csv_mat, mat[np.argsort(q)], atol=1e-5)
+    provenance = json.loads((root / "out" / "mean" / "test" / "provenance.json").read_text())
+    assert [s["checkpoint_sha256"] for s in provenance["sources"]] == [
+        hashlib.sha256((root / "ck" / run / "best.pt").read_bytes()).hexdigest() for run in ("a", "b")]
+    test_images = load_split(data / "data_reid", "test").df["img_id"]
+    assert provenance["images"] == images_fingerprint(data / "data_reid", test_images)
     _, q, g = load_matrix(root / "out" / "a" / "challenge" / "dist.npy")
     assert sorted(q) == sorted(challenge_df.loc[challenge_df["img_type"] == "q", "player"])
     assert len(g) == (challenge_df["img_type"] == "g").sum()
