@@ -1,7 +1,7 @@
 """Which choices of the winning recipe matter? The paper's questions, asked of the synthetic data.
 
-    python bench/ablation.py [--seeds=1,2,3] [--epochs=5] [--img_size=96]
-    python bench/ablation.py --size=full --data_dir=data/synthetic_full   # the 2023 counts; hours on CPU
+    python -m bench.ablation [--seeds=1,2,3] [--epochs=5] [--img_size=96]      # from the repository root
+    python -m bench.ablation --size=full --data_dir=data/synthetic_full   # the 2023 counts; hours on CPU
 
 Trains efficientnet_lite0 (offline ImageNet weights) with train_our_post_resnet.py once per
 variant and seed, scores every run with predict.py, fuses the recipe's runs with sim_fuse.py and
@@ -12,24 +12,25 @@ tables (mean over seeds, with the spread across seeds so a difference can be tol
 2. re-ranking: none vs k-reciprocal vs hard-weight (the recipe's runs);
 3. fusion: single models vs mean fusion vs dissimilarity fusion vs the final recipe.
 
-Every command is printed before it runs, as a user would type it; finished runs are reused, so
-an interrupted ablation continues where it stopped. All figures are on SYNTHETIC data
-(reid/synthetic.py), never the DeepSportradar set.
+Every stage is printed as the command a user would type, then run in this process from exactly
+those arguments (demo.step); finished runs are reused, so an interrupted ablation continues
+where it stopped. All figures are on SYNTHETIC data (reid/synthetic/), never the DeepSportradar set.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from reid.config import format_config, run  # noqa: E402
-from reid.demo import SPLITS, fuse_recipe, score, step  # noqa: E402
+import download
+import predict
+import preprocess_data
+from demo import SPLITS, fuse_recipe, score, step, train_or_reuse
+from reid.config import format_config, run
+from reid.rerank import KINDS
 
 # The recipe (InfoNCE, Sharpen, random erasing 0.5) and one change each.
 VARIANTS = {
@@ -40,12 +41,12 @@ VARIANTS = {
     "neither Sharpen nor erasing": ["--sharpen=false", "--random_erasing=0"],
 }
 RECIPE = next(iter(VARIANTS))
-KINDS = {"dist": "none (plain)", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
+RERANKINGS = {**KINDS, "dist": "none (plain)"}  # table 2's rows: plain distances are "no re-ranking"
 
 
 @dataclass
 class Config:
-    size: str = "small"  # synthetic size: small (minutes a run) or full (the 2023 counts; hours on CPU)
+    size: str = "small"  # synthetic size: tiny (tests), small (minutes a run) or full (the 2023 counts; hours on CPU)
     data_dir: Path = Path("data/synthetic")  # the dataset is <data_dir>/data_reid/ (made if missing)
     checkpoint_dir: Path = Path("checkpoints/ablation")  # one run folder per variant and seed
     out_dir: Path = Path("outputs/ablation")  # predictions, fusions and ablation.md
@@ -67,16 +68,11 @@ def train_all(cfg: Config) -> int:
     trained = 0
     for variant, extra in VARIANTS.items():
         for seed in cfg.seeds:
-            name = run_name(variant, seed)
-            if (cfg.checkpoint_dir / name / "best.pt").exists():
-                print(f"{cfg.checkpoint_dir / name} is trained: reusing it")
-                continue
-            step("train_our_post_resnet.py", f"--data_dir={cfg.data_dir}", f"--checkpoint_dir={cfg.checkpoint_dir}",
-                 f"--run_name={name}", "--model=efficientnet_lite0", "--pretrained=true",
-                 f"--img_size={cfg.img_size}", f"--epochs={cfg.epochs}", f"--batch_size={cfg.batch_size}",
-                 f"--lr={cfg.lr}", f"--seed={seed}", f"--num_workers={cfg.num_workers}", "--rerank_eval=false",
-                 *extra)
-            trained += 1
+            trained += train_or_reuse(cfg.data_dir, cfg.checkpoint_dir, run_name(variant, seed),
+                                      "--model=efficientnet_lite0", "--pretrained=true", f"--img_size={cfg.img_size}",
+                                      f"--epochs={cfg.epochs}", f"--batch_size={cfg.batch_size}", f"--lr={cfg.lr}",
+                                      f"--seed={seed}", f"--num_workers={cfg.num_workers}", "--rerank_eval=false",
+                                      *extra)
     return trained
 
 
@@ -104,7 +100,7 @@ def tables(cfg: Config) -> dict[str, pd.DataFrame]:
     untrained = scores(cfg, f"pretrained_efficientnet_lite0_{cfg.img_size}/{{split}}/dist.npy")
     training = {"untrained ImageNet features (reference)": {c: f"{v:.1f}" for c, v in untrained.items()}}
     training |= {variant: over_seeds(cfg, variant, "dist") for variant in VARIANTS}
-    rerank = {kind: over_seeds(cfg, RECIPE, name) for name, kind in KINDS.items()}
+    rerank = {kind: over_seeds(cfg, RECIPE, name) for name, kind in RERANKINGS.items()}
     fusion = {f"single model (hard-weight), seed {s}": scores(cfg, f"{run_name(RECIPE, s)}/{{split}}/dist_hw.npy")
               for s in cfg.seeds}
     fusion |= {"mean fusion (sim_fuse)": scores(cfg, "sim_fuse/{split}/dist.npy"),
@@ -125,17 +121,17 @@ def markdown(title: str, table: pd.DataFrame) -> str:
 def main(cfg: Config) -> None:
     print(format_config(cfg))
     started = time.time()
-    step("download.py", "--synthetic=true", f"--synthetic_size={cfg.size}", f"--data_dir={cfg.data_dir}")
-    step("preprocess_data.py", f"--data_dir={cfg.data_dir}")
+    step(download, "--synthetic=true", f"--synthetic_size={cfg.size}", f"--data_dir={cfg.data_dir}")
+    step(preprocess_data, f"--data_dir={cfg.data_dir}")
     trained = train_all(cfg)
     runs = [f"pretrained:efficientnet_lite0@{cfg.img_size}"]
     runs += [str(cfg.checkpoint_dir / run_name(v, s)) for v in VARIANTS for s in cfg.seeds]
-    step("predict.py", f"--checkpoints={','.join(runs)}", f"--data_dir={cfg.data_dir}",
+    step(predict, f"--checkpoints={','.join(runs)}", f"--data_dir={cfg.data_dir}",
          f"--out_dir={cfg.out_dir}", f"--num_workers={cfg.num_workers}")
     for split in SPLITS:
         inputs = ",".join(str(cfg.out_dir / run_name(RECIPE, s) / split / "dist_hw.npy") for s in cfg.seeds)
         fuse_recipe(inputs, cfg.out_dir, split, labels_file(cfg, split))
-    report = [f"Ablation on SYNTHETIC data (reid/synthetic.py, size {cfg.size}), efficientnet_lite0 at "
+    report = [f"Ablation on SYNTHETIC data (reid/synthetic/, size {cfg.size}), efficientnet_lite0 at "
               f"{cfg.img_size} px, {cfg.epochs} epochs, seeds {', '.join(map(str, cfg.seeds))}; percent, "
               "mean ± half the spread over seeds; challenge scored with its synthetic ground truth."]
     report += [markdown(title, table) for title, table in tables(cfg).items()]

@@ -1,16 +1,13 @@
 """The ablation's tables: what README quotes must be the mean and spread of the runs on disk."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import ablation  # noqa: E402
-from reid.io import save_matrix  # noqa: E402
+from bench import ablation
+from reid.io import save_matrix
 
 QUERIES = np.array([0, 1])
 GALLERY = np.array([10, 11, 12, 13])

@@ -1,0 +1,164 @@
+"""`make demo`: the whole pipeline on the synthetic data, offline, on CPU, then one results table.
+
+    python demo.py                                   # what `make demo` runs
+    python demo.py --epochs=10 --img_sizes=96,128,160 --seeds=1,2,3
+
+Each stage is printed as the command a user would type, then run in this process from exactly
+those arguments (its Config parsed from them, then its main), so what is printed is what runs.
+The data and the trained runs already on disk are reused on a second run, a run only if it
+finished with the same recipe on the same data (else it is trained again, and the log says
+why). All figures it prints are on SYNTHETIC data (reid/synthetic/), not the DeepSportradar set.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+
+import dissim_fuse
+import download
+import predict
+import preprocess_data
+import sim_fuse
+import train_our_post_resnet
+from reid.config import format_config, parse_args, run, to_dict
+from reid.errors import ReidError
+from reid.io import labels_for, load_matrix
+from reid.metrics import evaluate
+from reid.rerank import KINDS
+from reid.runs import data_fingerprint, reuse_problem
+
+
+@dataclass
+class Config:
+    data_dir: Path = Path("data/synthetic")  # the synthetic dataset is made in <data_dir>/data_reid/
+    synthetic_size: str = "small"  # tiny (tests), small (minutes a model on CPU) or full (the 2023 counts)
+    checkpoint_dir: Path = Path("checkpoints/demo")  # one run folder per model, lite0_<img_size>
+    out_dir: Path = Path("outputs/demo")  # matrices, fusions, ranked.png and results.csv
+    img_sizes: tuple[int, ...] = (96, 128)  # one model per input side: the recipe fuses several models
+    seeds: tuple[int, ...] = (1, 2)  # one seed per model, in the order of img_sizes
+    epochs: int = 5  # passes over the training images
+    batch_size: int = 32  # pairs per step
+    lr: float = 1e-3  # peak learning rate
+    lr_end: float = 1e-5  # end of the polynomial decay
+    warmup_epochs: float = 0.5  # linear warm-up from 0, in epochs
+    num_workers: int = 2  # data loader processes, training and prediction
+    visualize_queries: int = 6  # queries on the ranked.png sheet of each model
+
+
+MODEL = "efficientnet_lite0"  # the backbone whose ImageNet weights ship offline (a pip package)
+SPLITS = ("test", "challenge")
+
+
+def step(stage: ModuleType, *args: str) -> None:
+    """Print the command a user would type, then run that stage in this process from exactly those
+    arguments: the printed command and what runs cannot differ."""
+    print(f"\n$ python {Path(stage.__file__).name} {' '.join(shlex.quote(a) for a in args)}", flush=True)
+    stage.main(parse_args(stage.Config, args))
+
+
+def model_runs(cfg: Config) -> dict[str, list[str]]:
+    """Run name -> the training arguments that differ between the models (input side, seed)."""
+    if not cfg.img_sizes or len(cfg.img_sizes) != len(cfg.seeds):
+        raise ReidError(f"--img_sizes and --seeds give one value per model: got {len(cfg.img_sizes)} sizes "
+                        f"and {len(cfg.seeds)} seeds")
+    pairs = zip(cfg.img_sizes, cfg.seeds, strict=True)
+    return {f"lite0_{size}": [f"--img_size={size}", f"--seed={seed}"] for size, seed in pairs}
+
+
+def train_or_reuse(data_dir: Path, checkpoint_dir: Path, run_name: str, *args: str) -> bool:
+    """Train a run unless its folder holds a finished run of the same recipe on the same data;
+    whether it trained. Any other run in the folder (interrupted, other settings, other data)
+    is said in one line, removed and trained again: a figure must come from the run it names."""
+    args = (f"--data_dir={data_dir}", f"--checkpoint_dir={checkpoint_dir}", f"--run_name={run_name}", *args)
+    wanted = to_dict(parse_args(train_our_post_resnet.Config, args))
+    run_dir = checkpoint_dir / run_name
+    problem = reuse_problem(run_dir, wanted, data_fingerprint(data_dir / "data_reid"))
+    if problem is None:
+        print(f"\n{run_dir} is already trained with this recipe on this data: reusing it")
+        return False
+    if run_dir.exists():
+        print(f"\n{run_dir} cannot be reused: {problem}; training it again")
+        shutil.rmtree(run_dir)
+    step(train_our_post_resnet, *args)
+    return True
+
+
+def train(cfg: Config, run_name: str, extra: list[str]) -> bool:
+    """One demo model (training is most of the demo's time, so a second demo reuses it)."""
+    return train_or_reuse(cfg.data_dir, cfg.checkpoint_dir, run_name, f"--model={MODEL}", "--pretrained=true",
+                          f"--epochs={cfg.epochs}", f"--batch_size={cfg.batch_size}", f"--lr={cfg.lr}",
+                          f"--lr_end={cfg.lr_end}", f"--warmup_epochs={cfg.warmup_epochs}",
+                          f"--num_workers={cfg.num_workers}", "--rerank_eval=false", *extra)
+
+
+def fuse_recipe(inputs: str, out: Path, split: str, labels: Path) -> None:
+    """Mean and dissimilarity fusion of `inputs` (comma-separated matrices), then the final
+    recipe, the mean of the two: into `out`/{sim_fuse,dissim_fuse,final}/`split`."""
+    fused = {kind: out / kind / split for kind in ("sim_fuse", "dissim_fuse", "final")}
+    step(sim_fuse, f"--inputs={inputs}", f"--out_dir={fused['sim_fuse']}", f"--labels={labels}")
+    step(dissim_fuse, f"--inputs={inputs}", f"--out_dir={fused['dissim_fuse']}", f"--labels={labels}")
+    step(sim_fuse, f"--inputs={fused['sim_fuse'] / 'dist.npy'},{fused['dissim_fuse'] / 'dist.npy'}",
+         f"--out_dir={fused['final']}", f"--labels={labels}")
+
+
+def score(path: Path, labels: Path) -> dict[str, float]:
+    """mAP and CMC of one saved matrix against a labels.csv."""
+    distmat, q, g = load_matrix(path)
+    return evaluate(distmat, labels_for(labels, q), labels_for(labels, g))
+
+
+def results(cfg: Config, runs: list[str]) -> pd.DataFrame:
+    """One row per matrix: the untrained baseline at each model's input side (where its training
+    starts), each model plain and re-ranked, each fusion; the first run's labels score them all."""
+    rows = {f"ImageNet {MODEL} at {size} px, untrained (plain)": f"pretrained_{MODEL}_{size}/{{split}}/dist.npy"
+            for size in cfg.img_sizes}
+    for run_name in runs:
+        rows |= {f"{run_name} {kind}": f"{run_name}/{{split}}/{name}.npy" for name, kind in KINDS.items()}
+    rows |= {"mean fusion of hard-weight (sim_fuse)": "sim_fuse/{split}/dist.npy",
+             "dissimilarity fusion (dissim_fuse)": "dissim_fuse/{split}/dist.npy",
+             "final recipe: mean of the two fusions": "final/{split}/dist.npy"}
+    table = {}
+    for label, pattern in rows.items():
+        cells = {}
+        for split in SPLITS:
+            s = score(cfg.out_dir / pattern.format(split=split), cfg.out_dir / runs[0] / split / "labels.csv")
+            cells |= {f"{split} mAP": 100 * s["mAP"], f"{split} rank-1": 100 * s["rank1"]}
+        table[label] = cells
+    return pd.DataFrame.from_dict(table, orient="index")
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    started = time.time()
+    runs = model_runs(cfg)
+    first = next(iter(runs))
+    step(download, "--synthetic=true", f"--synthetic_size={cfg.synthetic_size}", f"--data_dir={cfg.data_dir}")
+    step(preprocess_data, f"--data_dir={cfg.data_dir}")
+    for run_name, extra in runs.items():
+        train(cfg, run_name, extra)
+    checkpoints = [f"pretrained:{MODEL}@{size}" for size in cfg.img_sizes]
+    checkpoints += [str(cfg.checkpoint_dir / run_name) for run_name in runs]
+    step(predict, f"--checkpoints={','.join(checkpoints)}", f"--data_dir={cfg.data_dir}", f"--out_dir={cfg.out_dir}",
+         f"--num_workers={cfg.num_workers}", "--visualize=true", f"--visualize_queries={cfg.visualize_queries}")
+    for split in SPLITS:
+        inputs = ",".join(str(cfg.out_dir / run_name / split / "dist_hw.npy") for run_name in runs)
+        fuse_recipe(inputs, cfg.out_dir, split, cfg.out_dir / first / split / "labels.csv")
+    table = results(cfg, list(runs))
+    print(f"\nResults on SYNTHETIC data (reid/synthetic/, size {cfg.synthetic_size}), in percent; "
+          "the challenge split is scored with its synthetic ground truth:\n")
+    print(table.to_string(float_format=lambda v: f"{v:6.2f}"))
+    table.to_csv(cfg.out_dir / "results.csv", float_format="%.2f")
+    print(f"\nranked results: {cfg.out_dir / first / 'test' / 'ranked.png'}; "
+          f"table: {cfg.out_dir / 'results.csv'}")
+    print(f"demo wall time: {time.time() - started:.0f} s (after setup)")
+
+
+if __name__ == "__main__":
+    run(main, Config)

@@ -1,0 +1,113 @@
+"""make demo in process on the tiny synthetic data: every stage runs from its printed command, the
+results table is complete, a trained model is reused, and nothing shells out."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import shutil
+import subprocess
+from contextlib import redirect_stderr, redirect_stdout
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import demo
+import train_our_post_resnet
+from reid.config import run
+from reid.rerank import KINDS
+
+SIZES = (32, 48)
+FUSE = ["sim_fuse.py", "dissim_fuse.py", "sim_fuse.py"]
+STAGES = ["download.py", "preprocess_data.py", "train_our_post_resnet.py", "train_our_post_resnet.py",
+          "predict.py", *FUSE, *FUSE]
+
+
+def forbidden(*args, **kwargs):
+    raise AssertionError(f"the demo started a subprocess: {args}")
+
+
+def commands(output: str) -> list[str]:
+    """The scripts of the commands the demo printed, in order."""
+    return [line.split()[2] for line in output.splitlines() if line.startswith("$ python ")]
+
+
+def run_demo(cfg: demo.Config) -> str:
+    """demo.main's output, with subprocess.run and subprocess.Popen made to fail."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, redirect_stdout(out):
+        mp.setattr(subprocess, "run", forbidden)
+        mp.setattr(subprocess, "Popen", forbidden)
+        demo.main(cfg)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory) -> demo.Config:
+    """The smallest demo through every stage: tiny data, 32 and 48 px, one epoch of batches of 16
+    pairs, no loader processes, one query on each ranked sheet (drawing them is a third of predict)."""
+    root = tmp_path_factory.mktemp("demo")
+    return demo.Config(data_dir=root / "data", checkpoint_dir=root / "checkpoints", out_dir=root / "out",
+                       synthetic_size="tiny", img_sizes=SIZES, epochs=1, batch_size=16, num_workers=0,
+                       visualize_queries=1)
+
+
+@pytest.fixture(scope="module")
+def first_run(cfg: demo.Config) -> str:
+    return run_demo(cfg)
+
+
+@pytest.mark.slow
+def test_runs_every_stage_in_process_and_scores_every_matrix(cfg: demo.Config, first_run: str) -> None:
+    assert commands(first_run) == STAGES
+    table = pd.read_csv(cfg.out_dir / "results.csv", index_col=0)
+    rows = [f"ImageNet efficientnet_lite0 at {size} px, untrained (plain)" for size in SIZES]
+    rows += [f"lite0_{size} {kind}" for size in SIZES for kind in KINDS.values()]
+    rows += ["mean fusion of hard-weight (sim_fuse)", "dissimilarity fusion (dissim_fuse)",
+             "final recipe: mean of the two fusions"]
+    assert list(table.index) == rows
+    assert list(table.columns) == ["test mAP", "test rank-1", "challenge mAP", "challenge rank-1"]
+    values = table.to_numpy()
+    assert np.isfinite(values).all() and (values >= 0).all() and (values <= 100).all()
+    assert "demo wall time:" in first_run
+    assert (cfg.out_dir / "lite0_32" / "test" / "ranked.png").is_file()
+
+
+@pytest.mark.slow
+def test_only_finished_runs_of_the_same_recipe_on_the_same_data_are_reused(
+        cfg: demo.Config, first_run: str, tmp_path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """What a second `make demo` does for each model, on a copy of the first demo's data and runs
+    (copies keep the files' times, so the copied data has the same fingerprint)."""
+    copy = dataclasses.replace(cfg, data_dir=tmp_path / "data", checkpoint_dir=tmp_path / "checkpoints")
+    shutil.copytree(cfg.data_dir, copy.data_dir)
+    shutil.copytree(cfg.checkpoint_dir, copy.checkpoint_dir)
+    trained: list[str] = []
+    monkeypatch.setattr(train_our_post_resnet, "main", lambda c: trained.append(c.run_name))
+
+    def second_demo() -> str:
+        trained.clear()
+        for run_name, extra in demo.model_runs(copy).items():
+            demo.train(copy, run_name, extra)
+        return capsys.readouterr().out
+
+    out = second_demo()
+    assert trained == [] and out.count("already trained with this recipe on this data: reusing it") == 2
+    (copy.checkpoint_dir / "lite0_32" / "complete.json").unlink()  # as if it had been interrupted
+    out = second_demo()
+    assert trained == ["lite0_32"] and "never finished" in out
+    shutil.copytree(cfg.checkpoint_dir / "lite0_32", copy.checkpoint_dir / "lite0_32")
+    image = next((copy.data_dir / "data_reid" / "reid_training").iterdir())
+    image.write_bytes(image.read_bytes() + b"\0")
+    out = second_demo()
+    assert trained == ["lite0_32", "lite0_48"] and out.count("trained on other data") == 2
+
+
+def test_a_config_error_is_one_line_before_any_stage(tmp_path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
+        run(demo.main, demo.Config, [f"--data_dir={tmp_path}", "--img_sizes=32,48", "--seeds=1"])
+    assert exit_info.value.code == 1
+    assert err.getvalue() == "error: --img_sizes and --seeds give one value per model: got 2 sizes and 1 seeds\n"
+    assert "$ python" not in out.getvalue()
