@@ -12,6 +12,7 @@ why). All figures it prints are on SYNTHETIC data (reid/synthetic/), not the Dee
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import time
@@ -54,6 +55,10 @@ class Config:
 
 MODEL = "efficientnet_lite0"  # the backbone whose ImageNet weights ship offline (a pip package)
 SPLITS = ("test", "challenge")
+# README's demo table: each figure's mean, min and max over three demos (python -m bench.demo_spread)
+REFERENCE = Path(__file__).resolve().parent / "docs" / "demo_results.json"
+# The settings that decide the figures (the seeds are what the reference spreads over).
+RECIPE_FIELDS = ("synthetic_size", "img_sizes", "epochs", "batch_size", "lr", "lr_end", "warmup_epochs")
 
 
 def step(stage: ModuleType, *args: str) -> None:
@@ -134,6 +139,42 @@ def results(cfg: Config, runs: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(table, orient="index")
 
 
+def spread(tables: list[pd.DataFrame]) -> dict[str, dict[str, dict[str, float]]]:
+    """{row: {column: {mean, min, max}}} over the results tables of several demos."""
+    stacked = pd.concat(tables, keys=range(len(tables)))
+    stats = {name: stacked.groupby(level=1, sort=False).agg(name) for name in ("mean", "min", "max")}
+    return {row: {col: {name: round(float(stats[name].loc[row, col]), 2) for name in stats}
+                  for col in tables[0].columns} for row in tables[0].index}
+
+
+def recipe(cfg: Config) -> dict:
+    """The fields of `cfg` that decide the figures, as JSON values."""
+    return {k: v for k, v in to_dict(cfg).items() if k in RECIPE_FIELDS}
+
+
+def compare(table: pd.DataFrame, cfg: Config, reference: Path = REFERENCE) -> list[str]:
+    """Lines that set this demo's figures beside README's (mean ± half the spread over seeds),
+    with the difference; a figure outside the documented [min, max] is flagged."""
+    if not reference.is_file():
+        return [f"no reference figures at {reference}: python -m bench.demo_spread makes them"]
+    ref = json.loads(reference.read_text())
+    if ref["recipe"] != recipe(cfg):
+        return [f"not compared with README: these settings differ from its {ref['recipe']}"]
+    lines, outside = [f"{'':52s}{'column':18s}{'this run':>9s}{'README':>16s}{'diff':>8s}"], 0
+    for row, cells in ref["rows"].items():
+        for col, r in cells.items():
+            value = float(table.loc[row, col])
+            flag = not r["min"] - 0.005 <= value <= r["max"] + 0.005
+            outside += flag
+            half = (r["max"] - r["min"]) / 2
+            lines.append(f"{row[:50]:52s}{col:18s}{value:9.2f}{r['mean']:10.2f} ± {half:4.2f}"
+                         f"{value - r['mean']:+8.2f}{'  OUTSIDE the spread' if flag else ''}")
+    n = sum(len(cells) for cells in ref["rows"].values())
+    lines.append(f"{n - outside} of {n} figures within README's spread over seeds {ref['seeds']}"
+                 + (f"; {outside} outside (CPU kernels differ between machines)" if outside else ""))
+    return lines
+
+
 def main(cfg: Config) -> None:
     print(format_config(cfg))
     started = time.time()
@@ -157,6 +198,8 @@ def main(cfg: Config) -> None:
     table.to_csv(cfg.out_dir / "results.csv", float_format="%.2f")
     print(f"\nranked results: {cfg.out_dir / first / 'test' / 'ranked.png'}; "
           f"table: {cfg.out_dir / 'results.csv'}")
+    print("training curves: " + ", ".join(str(cfg.checkpoint_dir / r / "curves.png") for r in runs))
+    print("\nCompared with README's table:\n" + "\n".join(compare(table, cfg)))
     print(f"demo wall time: {time.time() - started:.0f} s (after setup)")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import shutil
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
@@ -15,6 +16,7 @@ import pytest
 
 import demo
 import train_our_post_resnet
+from bench.demo_spread import markdown
 from reid.config import run
 from reid.rerank import KINDS
 
@@ -111,3 +113,23 @@ def test_a_config_error_is_one_line_before_any_stage(tmp_path) -> None:
     assert exit_info.value.code == 1
     assert err.getvalue() == "error: --img_sizes and --seeds give one value per model: got 2 sizes and 1 seeds\n"
     assert "$ python" not in out.getvalue()
+
+
+def test_make_demo_sets_its_figures_beside_readmes_spread(tmp_path) -> None:
+    rows, columns = ["lite0_96 plain", "final recipe"], ["test mAP", "challenge mAP"]
+    tables = [pd.DataFrame([[50.0, 40.0], [70.0, 60.0]], index=rows, columns=columns),
+              pd.DataFrame([[52.0, 40.0], [74.0, 61.0]], index=rows, columns=columns)]
+    spread = demo.spread(tables)
+    assert spread["final recipe"]["test mAP"] == {"mean": 72.0, "min": 70.0, "max": 74.0}
+    assert "| lite0_96 plain | 51.00 ± 1.00 | 40.00 |" in markdown(spread)
+    reference = tmp_path / "demo_results.json"
+    cfg = demo.Config()
+    reference.write_text(json.dumps({"recipe": demo.recipe(cfg), "seeds": [[1, 2], [3, 4]], "rows": spread}))
+    inside = pd.DataFrame([[51.0, 40.0], [73.0, 60.5]], index=rows, columns=columns)
+    lines = demo.compare(inside, cfg, reference)
+    assert lines[-1].startswith("4 of 4 figures within README's spread") and "OUTSIDE" not in "".join(lines)
+    outside = inside.assign(**{"test mAP": [55.0, 73.0]})
+    lines = demo.compare(outside, cfg, reference)
+    assert sum("OUTSIDE" in line for line in lines) == 1 and "1 outside" in lines[-1]
+    other = dataclasses.replace(cfg, epochs=1)
+    assert demo.compare(inside, other, reference)[0].startswith("not compared with README")
