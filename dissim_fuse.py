@@ -1,4 +1,4 @@
-"""Stage 5': consensus-weighted ("dissimilarity") fusion of distance matrices (RERANKING.md §4).
+"""Stage 5': consensus-weighted ("dissimilarity") fusion of distance matrices (docs/RERANKING.md §4).
 
     python dissim_fuse.py --inputs=runs/a/challenge/dist_kr.npy,runs/b/challenge/dist_kr.npy
 

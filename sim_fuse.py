@@ -1,4 +1,4 @@
-"""Stage 5: mean fusion of several distance matrices (RERANKING.md §4).
+"""Stage 5: mean fusion of several distance matrices (docs/RERANKING.md §4).
 
     python sim_fuse.py --inputs=runs/a/challenge/dist_kr.npy,runs/b/challenge/dist_kr.npy
 

@@ -1,9 +1,10 @@
-"""Shared benchmark inputs and the public re-ranking port, obtained at run time.
+"""Shared benchmark inputs, the public re-ranking port, and this repository's own earlier code.
 
 The port (`torchreid/reid/utils/rerank.py` from `torchreid==0.2.5`) is downloaded with pip
 into ~/.cache/reid-bench (or $XDG_CACHE_HOME/reid-bench) and that one file is loaded by path,
 so the heavy torchreid package is never imported and its code is never copied into this
-repository.
+repository. An earlier version of a module is read from git, so a benchmark can compare
+with it in the same run instead of with numbers written down.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import tracemalloc
 import zipfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import numpy as np
@@ -24,6 +26,7 @@ import numpy as np
 PORT_VERSION = "0.2.5"
 PORT_MEMBER = "torchreid/reid/utils/rerank.py"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reid-bench"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def features(nq: int = 618, ng: int = 9505, dim: int = 256, per_id: int = 15,
@@ -66,6 +69,21 @@ def load_port() -> Callable[..., np.ndarray] | None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.re_ranking
+
+
+def load_revision(path: str, rev: str) -> ModuleType | None:
+    """The module at `path` as committed in git revision `rev`, or None (with a message).
+
+    Its own imports resolve against the working tree, so it must still run with today's `reid`.
+    """
+    try:
+        done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True, cwd=REPO, check=True)
+        module = ModuleType(f"{Path(path).stem}_at_{rev}")
+        exec(compile(done.stdout, f"{rev}:{path}", "exec"), module.__dict__)
+    except Exception as err:  # any failure only drops the comparison
+        print(f"cannot load {path} at {rev}: {getattr(err, 'stderr', None) or err}".strip())
+        return None
+    return module
 
 
 def _read_member(archive: Path) -> str | None:

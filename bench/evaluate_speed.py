@@ -1,26 +1,24 @@
 """reid.metrics.evaluate against the per-query scikit-learn loop at the challenge size.
 
-    python bench/evaluate_speed.py
+    python -m bench.evaluate_speed
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from sklearn.metrics import average_precision_score
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import average_precision_score  # noqa: E402
-
-from bench.common import features, measure  # noqa: E402
-from reid.distance import sq_euclidean  # noqa: E402
-from reid.metrics import evaluate  # noqa: E402
+from bench.common import features, measure
+from reid.distance import sq_euclidean
+from reid.metrics import evaluate
 
 
 def sklearn_map(distmat: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray) -> float:
     """The per-query loop that evaluate replaces."""
-    aps = [average_precision_score(g_ids == q, -row) for q, row in zip(q_ids, distmat) if (g_ids == q).any()]
+    aps = [average_precision_score(g_ids == q, -row)
+           for q, row in zip(q_ids, distmat, strict=True) if (g_ids == q).any()]
     return float(np.mean(aps))
 
 

@@ -4,30 +4,24 @@ Each method runs in a fresh child process; its wall time and peak resident memor
 getrusage of the children) are printed against the targets of 4 minutes and 8 GiB. The
 dense port would need five N x N float32 arrays, about 200 GB at this size.
 
-    python bench/rerank_scale.py [--nq=5000] [--ng=95000]
+    python -m bench.rerank_scale [--nq=5000] [--ng=95000]
 """
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from bench.common import features  # noqa: E402
+from bench.common import features
+from reid.rerank import rerank_features
 
 
 def child(method: str, nq: int, ng: int) -> None:
     """Run one method; print a checksum (so the work cannot be skipped) and this process's peak RSS."""
-    from reid.rerank import rerank_features
-
     qf, gf, _, _ = features(nq, ng)
     out = rerank_features(qf, gf, method=method)
     print(f"  {method}: output {out.shape} {out.dtype}, finite {bool(np.isfinite(out).all())}, "
@@ -40,8 +34,8 @@ def main(nq: int, ng: int) -> int:
     ok = True
     for method in ("k_reciprocal", "hard_weight"):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, f"--child={method}", f"--nq={nq}", f"--ng={ng}"],
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        done = subprocess.run([sys.executable, "-m", "bench.rerank_scale", f"--child={method}", f"--nq={nq}",
+                               f"--ng={ng}"], capture_output=True, text=True)
         seconds = time.perf_counter() - start
         lines = done.stdout.splitlines()
         peak = [int(x.split("=")[1]) for x in lines if x.startswith("peak_rss_kib=")]

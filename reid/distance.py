@@ -65,25 +65,3 @@ def sq_euclidean(a: np.ndarray, b: np.ndarray, rows: int | None = None) -> np.nd
     for start, block in sq_euclidean_blocks(a, b, rows):
         out[start:start + len(block)] = block
     return out
-
-
-def l2_normalize(x: np.ndarray, name: str = "features") -> np.ndarray:
-    """Rows scaled to unit length; a zero row has no direction, so it is an error."""
-    x = as_features(x, name)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise ReidError(f"{name}: row {int(np.argmin(norms))} is all zeros, its cosine is undefined")
-    return x / norms
-
-
-def cosine(a: np.ndarray, b: np.ndarray, rows: int | None = None) -> np.ndarray:
-    """Cosine distances 1 - cos(a_i, b_j) (len(a), len(b)), float32."""
-    a, b = l2_normalize(a, "query features"), l2_normalize(b, "gallery features")
-    if a.shape[1] != b.shape[1]:
-        raise ReidError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}")
-    rows = rows or block_rows(len(b))
-    out = np.empty((len(a), len(b)), dtype=np.float32)
-    for start in range(0, len(a), rows):
-        block = a[start:start + rows] @ b.T
-        np.subtract(1, block, out=out[start:start + len(block)])
-    return out

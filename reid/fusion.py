@@ -1,4 +1,4 @@
-"""Fusion of distance matrices from several models (RERANKING.md §4).
+"""Fusion of distance matrices from several models (docs/RERANKING.md §4).
 
 All matrices are (queries x gallery) over the same row and column order; a stage that reads
 them from disk checks the id files, these functions check the shapes.

@@ -1,4 +1,4 @@
-"""Evaluation: mAP and CMC ranks of a distance matrix (RERANKING.md §5).
+"""Evaluation: mAP and CMC ranks of a distance matrix (docs/RERANKING.md §5).
 
 AP is scikit-learn's `average_precision_score(is_match, -distance)` over the whole gallery,
 tied distances included. scikit-learn integrates precision over *distinct* thresholds, so a

@@ -1,10 +1,15 @@
-"""k-reciprocal re-ranking, original and hard-weight (RERANKING.md §1-§3), exact and memory-bounded.
+"""k-reciprocal re-ranking, original and hard-weight (docs/RERANKING.md §1-§3), exact and memory-bounded.
 
 Both methods depend on the distances only through each image's nearest neighbours, the
-distances to a few of them, and the query x gallery block. So the joint N x N matrix is read
-(or, from features, computed) one block of rows at a time, reduced to neighbour lists, and
-everything after that works on sparse sets: nothing N x N is ever held besides the inputs.
+distances to a few of them, and the query x gallery block (§3). So a *source* hands out the
+joint N x N matrix a block of rows at a time, and single entries on demand: `JointMatrices`
+reads it from the three blocks, `JointFeatures` computes it from features. Each step has one
+implementation, which runs on either source:
 
+    neighbour lists -> k-reciprocal sets -> expansion -> local query expansion -> Jaccard -> blend
+
+Sets and weights are sparse matrices (scipy CSR): nothing N x N is held besides the inputs.
+§6 of docs/RERANKING.md follows a 4 x 6 example through every step.
 Neighbours are the k smallest distances with ties broken by the lower index (a stable sort).
 The public port uses numpy's unstable argsort, so where two distances are exactly equal its
 choice is unspecified; everywhere else both pick the same neighbours.
@@ -13,7 +18,7 @@ choice is unspecified; everywhere else both pick the same neighbours.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,16 +27,118 @@ import torch
 from reid.distance import as_features, block_rows, sq_euclidean, sq_euclidean_block, sq_norms
 from reid.errors import ReidError
 
-_TRIPLES = 1 << 23  # (query, shared column, gallery) triples per chunk of the Jaccard step
+_TRIPLES = 1 << 17  # (query, shared column, gallery) triples per chunk of the Jaccard step: fits in cache
 _BLOCK = 1 << 22  # entries per block of rows read from distance matrices (16 MiB of float32)
 _FEATURE_BLOCK = 1 << 26  # entries per block of distances computed from features (256 MiB)
 _WORKERS = 2  # blocks processed at once: numpy copies, BLAS and torch's top-k release the GIL
+_STRIP = 512  # columns per strip when copying rows out of a transposed (column-major) matrix
+_SEGMENT = 32  # columns per segment when picking the candidates for the k smallest of a wide row
+
+Accept = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def _for_blocks(fn: Callable[[int, int], None], n: int, step: int) -> None:
-    """Call fn(start, stop) for consecutive blocks of n rows, _WORKERS blocks at a time."""
+# ---------------------------------------------------------------- sources of the joint matrix
+
+class Joint(Protocol):
+    """The joint N x N matrix D = [[queries x queries, queries x gallery], [gallery x queries, gallery x gallery]]."""
+
+    nq: int
+    n: int
+    block: int
+
+    def transposed(self) -> Joint:
+        """D.T as a source."""
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 (all queries or all gallery) as a fresh C-ordered array."""
+
+    def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """D[i, j] for index arrays."""
+
+
+def _copy_rows(out: np.ndarray, m: np.ndarray, start: int) -> None:
+    """out[:] = m[start:start + len(out)]; a column-major m is read in strips (a strided copy is cache-bound)."""
+    part = m[start:start + len(out)]
+    if m.strides[0] >= m.strides[1]:
+        out[:] = part
+        return
+    for s in range(0, part.shape[1], _STRIP):
+        out[:, s:s + _STRIP] = part[:, s:s + _STRIP]
+
+
+class JointMatrices:
+    """D from its three blocks q_g, q_q, g_g, in any memory layout (transposing is free)."""
+
+    def __init__(self, q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray) -> None:
+        self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
+        self.nq, self.n = len(q_q), len(q_q) + len(g_g)
+        self.block = block_rows(self.n, _BLOCK)
+
+    def transposed(self) -> JointMatrices:
+        """D.T = [[q_q.T, q_g], [q_g.T, g_g.T]]: the joint matrix of (q_g, q_q.T, g_g.T), nothing copied."""
+        return JointMatrices(self.q_g, self.q_q.T, self.g_g.T)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 (all queries or all gallery): [q_q | q_g] or [q_g.T | g_g] rows."""
+        nq = self.nq
+        out = np.empty((stop - start, self.n), dtype=np.result_type(self.q_g, self.q_q, self.g_g))
+        left, right = (self.q_q, self.q_g) if start < nq else (self.q_g.T, self.g_g)
+        first = start if start < nq else start - nq
+        _copy_rows(out[:, :nq], left, first)
+        _copy_rows(out[:, nq:], right, first)
+        return out
+
+    def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """D[i, j] for index arrays, read from whichever block holds each pair."""
+        nq = self.nq
+        out = np.empty(len(i), dtype=np.result_type(self.q_g, self.q_q, self.g_g))
+        for i_query, j_query, block, transpose in ((True, True, self.q_q, False), (True, False, self.q_g, False),
+                                                   (False, True, self.q_g, True), (False, False, self.g_g, False)):
+            sel = ((i < nq) == i_query) & ((j < nq) == j_query)
+            r, c = i[sel] - (0 if i_query else nq), j[sel] - (0 if j_query else nq)
+            out[sel] = block[c, r] if transpose else block[r, c]
+        return out
+
+
+class JointFeatures:
+    """D as the squared Euclidean distances of x = [queries; gallery], computed a block of rows at a time."""
+
+    def __init__(self, x: np.ndarray, nq: int, rows: int | None = None) -> None:
+        self.x, self.x_sq = x, sq_norms(x)
+        self.nq, self.n = nq, len(x)
+        self.block = rows or block_rows(self.n, _FEATURE_BLOCK)
+
+    def transposed(self) -> JointFeatures:
+        """The distance is symmetric: D.T is D (up to the rounding of the matrix product)."""
+        return self
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1, by the block formula of reid.distance."""
+        return sq_euclidean_block(self.x[start:stop], self.x, self.x_sq[start:stop], self.x_sq)
+
+    def entries(self, i: np.ndarray, j: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+        """D[i, j] for index arrays, by the same formula as the blocks."""
+        x, x_sq = self.x, self.x_sq
+        out = np.empty(len(i), dtype=np.float32)
+        for s in range(0, len(i), chunk):
+            r, c = i[s:s + chunk], j[s:s + chunk]
+            d = np.einsum("ij,ij->i", x[r], x[c])
+            d *= -2
+            d += x_sq[r]
+            d += x_sq[c]
+            out[s:s + chunk] = np.maximum(d, 0)
+        return out
+
+
+def _scan(src: Joint, visit: Callable[[int, int, np.ndarray], None]) -> None:
+    """visit(start, stop, rows) on every block of rows (none straddles nq), _WORKERS blocks at once."""
+    def one(start: int) -> None:
+        stop = min(start + src.block, src.nq if start < src.nq else src.n)
+        visit(start, stop, src.rows(start, stop))
+
+    starts = [*range(0, src.nq, src.block), *range(src.nq, src.n, src.block)]
     with ThreadPoolExecutor(_WORKERS) as pool:
-        list(pool.map(lambda start: fn(start, min(start + step, n)), range(0, n, step)))
+        list(pool.map(one, starts))
 
 
 # ---------------------------------------------------------------- neighbour lists
@@ -40,23 +147,56 @@ def smallest(block: np.ndarray, k: int, scale: np.ndarray | None = None) -> tupl
     """Columns and values of the k smallest entries of every row, ordered by (value, column).
 
     With `scale`, the values ranked are block / scale[:, None] as float division rounds them,
-    computed for the candidates only. torch's top-k picks k + 1 candidates fast; a row whose
-    k-th and (k + 1)-th values tie is redone exactly, so the result never depends on how
-    top-k breaks ties.
+    computed for the candidates only. A row whose k-th value ties with an entry outside the
+    candidates is redone exactly, so the result never depends on how candidates are picked.
     """
-    n, m = block.shape
-    k = min(k, m)
-    vals, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(block)), min(k + 1, m), dim=1,
-                           largest=False)
-    vals, idx = vals.numpy(), idx.numpy()
+    k = min(k, block.shape[1])
+    cols, vals, bound = _candidates(block, k)
     if scale is not None:
-        vals = vals / scale[:, None]
-    tied = np.flatnonzero(vals[:, k - 1] == vals[:, k]) if k < m else np.zeros(0, dtype=np.int64)
-    idx, vals = merge_smallest(idx[:, :k], vals[:, :k], k)
+        vals, bound = vals / scale[:, None], bound / scale
+    idx, vals = merge_smallest(cols, vals, k)
+    tied = np.flatnonzero(vals[:, k - 1] >= bound)
     if tied.size:
         rows = block[tied] if scale is None else block[tied] / scale[tied, None]
         idx[tied], vals[tied] = _smallest_exact(rows, vals[tied, k - 1], k)
     return idx, vals
+
+
+def _candidates(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: candidate (columns, values), padded with (n_cols, inf), and a bound.
+
+    Every entry below the bound is a candidate, none left out is below it, and at least k
+    candidates are at most the bound. Narrow rows take torch's top-k of k + 1 (the bound is the
+    last). Wide rows are cut into segments of _SEGMENT columns: the (k + 1)-th smallest segment
+    minimum is the bound, and only the segments whose minimum is at most it are read again,
+    a fraction of the work of a top-k over the whole row.
+    """
+    n, m = block.shape
+    n_seg = m // _SEGMENT
+    if n_seg < 4 * (k + 1):
+        vals, cols = torch.topk(torch.from_numpy(block), min(k + 1, m), dim=1, largest=False)
+        vals, cols = vals.numpy(), cols.numpy()
+        return cols, vals, (vals[:, -1] if k < m else np.full(n, np.inf, dtype=vals.dtype))
+    body = block[:, :n_seg * _SEGMENT].reshape(n, n_seg, _SEGMENT)
+    seg_min = torch.from_numpy(body).amin(dim=2).numpy()
+    bound = np.partition(seg_min, k, axis=1)[:, k]
+    rows, segs = np.nonzero(seg_min <= bound[:, None])
+    pick, offset = np.nonzero(body[rows, segs] <= bound[rows, None])
+    seg_rows, tail_start = rows[pick], n_seg * _SEGMENT
+    tail_rows, tail_offset = np.nonzero(block[:, tail_start:] <= bound[:, None])
+    rows = np.concatenate([seg_rows, tail_rows])
+    cols = np.concatenate([segs[pick] * _SEGMENT + offset, tail_start + tail_offset])
+    slot = np.concatenate([_slots(seg_rows), _slots(tail_rows) + np.bincount(seg_rows, minlength=n)[tail_rows]])
+    table_cols = np.full((n, slot.max() + 1), m, dtype=np.int64)
+    table_vals = np.full((n, slot.max() + 1), np.inf, dtype=block.dtype)
+    table_cols[rows, slot] = cols
+    table_vals[rows, slot] = block[rows, cols]
+    return table_cols, table_vals, bound
+
+
+def _slots(rows: np.ndarray) -> np.ndarray:
+    """The position of each entry among the entries of its row, for sorted row numbers."""
+    return np.arange(len(rows)) - np.searchsorted(rows, rows)
 
 
 def _smallest_exact(block: np.ndarray, kth: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +215,9 @@ def merge_smallest(idx: np.ndarray, vals: np.ndarray, k: int) -> tuple[np.ndarra
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
-def reciprocal(nbrs: np.ndarray, rows: int = 1 << 13) -> np.ndarray:
+# ---------------------------------------------------------------- sets, as 0/1 CSR matrices
+
+def _is_reciprocal(nbrs: np.ndarray, rows: int = 1 << 10) -> np.ndarray:
     """mask[i, m]: whether i is itself among the neighbours of its m-th neighbour nbrs[i, m]."""
     mask = np.empty(nbrs.shape, dtype=bool)
     for start in range(0, len(nbrs), rows):
@@ -85,40 +227,39 @@ def reciprocal(nbrs: np.ndarray, rows: int = 1 << 13) -> np.ndarray:
     return mask
 
 
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Membership of `keys` in a sorted key array."""
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), max(len(sorted_keys) - 1, 0))
-    return sorted_keys[pos] == keys if len(sorted_keys) else np.zeros(keys.shape, dtype=bool)
+def _sets(nbrs: np.ndarray, mask: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """The sets nbrs[i][mask[i]] as the rows of a 0/1 matrix."""
+    indptr = np.concatenate([[0], np.cumsum(mask.sum(axis=1))])
+    return sp.csr_matrix((np.ones(indptr[-1], dtype=np.int32), nbrs[mask], indptr), shape=(len(nbrs), n_cols))
 
 
-def _pairs(mask: np.ndarray, nbrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, neighbour) pairs selected by a mask over a neighbour table."""
-    rows, pos = np.nonzero(mask)
-    return rows, nbrs[rows, pos]
+def _reciprocal_sets(nbrs: np.ndarray, n_cols: int, without_self: bool = False) -> sp.csr_matrix:
+    """Row i: the j among nbrs[i] that have i among nbrs[j] (the k-reciprocal neighbours), optionally not i."""
+    mask = _is_reciprocal(nbrs)
+    if without_self:
+        mask &= nbrs != np.arange(len(nbrs))[:, None]
+    return _sets(nbrs, mask, n_cols)
 
 
-def _expand(set_rows: np.ndarray, set_cols: np.ndarray, n_cols: int, half: np.ndarray,
-            half_mask: np.ndarray, accept: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """Sorted keys row * n_cols + col of every set united with the half sets it accepts.
+def _expand(base: sp.csr_matrix, half: sp.csr_matrix, accept: Accept) -> sp.csr_matrix:
+    """Each set base[i] united with the half sets half[c] of its members that `accept(overlap, size)` lets in.
 
-    For each pair (row, c) of a set, the half set of c is half[c][half_mask[c]];
-    `accept(overlap, size)` decides whether it joins, where overlap counts its members that
-    are already in the row's set before any expansion.
+    overlap = |base[i] & half[c]|, counted against the sets before any expansion: the entry
+    (i, c) of base @ half.T. One is added before masking by base, so no member's count drops out.
     """
-    keys = np.sort(set_rows * n_cols + set_cols)
-    members, valid = half[set_cols], half_mask[set_cols]
-    inside = np.zeros(valid.shape, dtype=bool)
-    inside[valid] = _contains(keys, (set_rows[:, None] * n_cols + members)[valid])
-    ok = accept(inside.sum(axis=1), valid.sum(axis=1))
-    extra = (set_rows[ok, None] * n_cols + members[ok])[valid[ok]]
-    return np.unique(np.concatenate([keys, extra]))
+    overlap = base.multiply(base @ half.T + base).tocsr()
+    sizes = np.diff(half.indptr)
+    taken = sp.csr_matrix((accept(overlap.data - 1, sizes[overlap.indices]).astype(np.int32), overlap.indices,
+                           overlap.indptr), shape=overlap.shape)
+    taken.eliminate_zeros()
+    return _union(base, taken @ half)
 
 
-def _csr(keys: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """A CSR matrix from sorted keys row * n_cols + col (unique, so no summing happens)."""
-    rows, cols = np.divmod(keys, shape[1])
-    indptr = np.searchsorted(rows, np.arange(shape[0] + 1))
-    return sp.csr_matrix((values, cols, indptr), shape=shape)
+def _union(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
+    """The sets a[i] | b[i], as a 0/1 matrix."""
+    out = (a + b).tocsr()
+    out.data[:] = 1
+    return out
 
 
 def _mean_rows(nbrs: np.ndarray, n_cols: int) -> sp.csr_matrix:
@@ -128,7 +269,12 @@ def _mean_rows(nbrs: np.ndarray, n_cols: int) -> sp.csr_matrix:
     return sp.csr_matrix((data, nbrs.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n_cols))
 
 
-# ---------------------------------------------------------------- Jaccard step
+def _query_expansion(v: sp.csr_matrix, nbrs: np.ndarray) -> sp.csr_matrix:
+    """Local query expansion: row i becomes the mean of the rows nbrs[i] of v (computed from v, not in place)."""
+    return (_mean_rows(nbrs, v.shape[0]) @ v).tocsr()
+
+
+# ---------------------------------------------------------------- Jaccard and blend
 
 def _min_sums(a: sp.csr_matrix, b: sp.csc_matrix) -> np.ndarray:
     """Dense (a.rows, b.rows) of sum_c min(a[i, c], b[j, c]) over the columns c both use.
@@ -136,17 +282,18 @@ def _min_sums(a: sp.csr_matrix, b: sp.csc_matrix) -> np.ndarray:
     Each non-zero a[i, c] meets the non-zeros of column c of b: one (i, c, j) triple each,
     expanded with repeat/arange and summed into the dense block with one bincount.
     """
-    rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
-    counts = np.diff(b.indptr)[a.indices]
-    entry = np.repeat(np.arange(len(a.indices)), counts)
-    pos = np.arange(counts.sum()) + np.repeat(b.indptr[a.indices] - (np.cumsum(counts) - counts), counts)
-    vals = np.minimum(a.data[entry], b.data[pos])
     n_b = b.shape[0]
-    keys = rows[entry] * n_b + b.indices[pos]
+    counts = np.diff(b.indptr)[a.indices]
+    ends = np.cumsum(counts)
+    pos = np.arange(ends[-1] if len(ends) else 0, dtype=np.int64)
+    pos += np.repeat(b.indptr[a.indices] - (ends - counts), counts)
+    vals = np.minimum(np.repeat(a.data, counts), b.data.take(pos))
+    keys = np.repeat(np.repeat(np.arange(a.shape[0], dtype=np.int64) * n_b, np.diff(a.indptr)), counts)
+    keys += b.indices.take(pos)
     return np.bincount(keys, weights=vals, minlength=a.shape[0] * n_b).reshape(a.shape[0], n_b)
 
 
-def jaccard_blocks(vq: sp.csr_matrix, vg: sp.csr_matrix) -> Iterator[tuple[slice, np.ndarray]]:
+def _jaccard_blocks(vq: sp.csr_matrix, vg: sp.csr_matrix) -> Iterator[tuple[slice, np.ndarray]]:
     """(query rows, min-sum block against every gallery row), in chunks of bounded work."""
     b = vg.tocsc()
     row_of_entry = np.repeat(np.arange(vq.shape[0]), np.diff(vq.indptr))
@@ -155,23 +302,35 @@ def jaccard_blocks(vq: sp.csr_matrix, vg: sp.csr_matrix) -> Iterator[tuple[slice
     bounds = np.searchsorted(done, np.arange(0, done[-1], _TRIPLES), side="right") - 1
     cap = block_rows(vg.shape[0])
     bounds = np.unique(np.concatenate([bounds, np.arange(0, vq.shape[0], cap), [vq.shape[0]]]))
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         yield slice(start, stop), _min_sums(vq[start:stop], b)
 
 
-def _blend(out: np.ndarray, vq: sp.csr_matrix, vg: sp.csr_matrix, lambda_value: float,
-           jaccard: Callable[[np.ndarray, slice], np.ndarray]) -> np.ndarray:
-    """out = lambda * out + (1 - lambda) * jaccard, one chunk of queries at a time."""
-    for rows, mins in jaccard_blocks(vq, vg):
-        out[rows] = lambda_value * out[rows] + (1 - lambda_value) * jaccard(mins, rows)
+def _jaccard(mins: np.ndarray, q_mass: np.ndarray, g_mass: np.ndarray) -> np.ndarray:
+    """1 - sum(min) / sum(max) of non-negative vectors, as sum(max) = sum(a) + sum(b) - sum(min)."""
+    return 1 - mins / (q_mass[:, None] + g_mass[None, :] - mins)
+
+
+def _row_sums(v: sp.csr_matrix) -> np.ndarray:
+    """The sum of every row, as a flat array."""
+    return np.asarray(v.sum(axis=1)).ravel()
+
+
+def _blend(out: np.ndarray, vq: sp.csr_matrix, vg: sp.csr_matrix, lambda_value: float, q_mass: np.ndarray,
+           g_mass: np.ndarray) -> np.ndarray:
+    """out = lambda * out + (1 - lambda) * the Jaccard distances of the rows of vq and vg, a chunk at a time."""
+    for rows, mins in _jaccard_blocks(vq, vg):
+        out[rows] = lambda_value * out[rows] + (1 - lambda_value) * _jaccard(mins, q_mass[rows], g_mass)
     return out
 
 
 # ---------------------------------------------------------------- §1 k-reciprocal
 
-def _squared(d: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """d**2 as float32, rounded as the port rounds it (square in the input type, then cast)."""
-    return np.square(d, out=out).astype(np.float32, copy=False)
+def _squared(d: np.ndarray) -> np.ndarray:
+    """d**2 as float32, rounded as the port rounds it (square in the input type, then cast); in place for float32."""
+    if d.dtype == np.float32:
+        return np.square(d, out=d)
+    return np.square(d).astype(np.float32)
 
 
 def _row_max(o: np.ndarray) -> np.ndarray:
@@ -181,21 +340,48 @@ def _row_max(o: np.ndarray) -> np.ndarray:
     return top
 
 
-def _k_reciprocal_core(rank: np.ndarray, o_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                       out: np.ndarray, k1: int, k2: int, lambda_value: float) -> np.ndarray:
-    """Steps 3-6 of §1 from the sorted neighbour table `rank`; `out` holds O[:nq, nq:] on entry."""
-    n = len(rank)
-    nq = out.shape[0]
-    forward = rank[:, :min(k1 + 1, n)]
-    half = rank[:, :min(int(np.around(k1 / 2)) + 1, n)]
-    rows, cols = _pairs(reciprocal(forward), forward)
-    keys = _expand(rows, cols, n, half, reciprocal(half), lambda overlap, size: overlap > 2 / 3 * size)
-    rows, cols = np.divmod(keys, n)
-    weight = np.exp(-o_pairs(rows, cols)).astype(np.float64)
-    v = _csr(keys, weight / np.bincount(rows, weights=weight, minlength=n)[rows], (n, n))
+def _ranked(src: Joint, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """§1 steps 1-2 on the rows of `src` squared: (k nearest of each row, row maxima, O[:nq, nq:])."""
+    nq, n = src.nq, src.n
+    rank = np.empty((n, min(k, n)), dtype=np.int64)
+    top = np.empty(n, dtype=np.float32)
+    o_qg = np.empty((nq, n - nq), dtype=np.float32)
+
+    def visit(start: int, stop: int, rows: np.ndarray) -> None:
+        rows = _squared(rows)
+        t = top[start:stop] = _row_max(rows)
+        rank[start:stop] = smallest(rows, k, scale=t)[0]
+        if start < nq:
+            np.divide(rows[:, nq:], t[:, None], out=o_qg[start:stop])
+
+    _scan(src, visit)
+    return rank, top, o_qg
+
+
+def _weights(sets: sp.csr_matrix, src: Joint, top: np.ndarray) -> sp.csr_matrix:
+    """§1 step 5: exp(-O[i, j]) over each set, normalised to sum 1 per row (O = src squared / row maximum)."""
+    rows = np.repeat(np.arange(sets.shape[0]), np.diff(sets.indptr))
+    w = np.exp(-(_squared(src.entries(rows, sets.indices)) / top[rows])).astype(np.float64)
+    w /= np.bincount(rows, weights=w, minlength=sets.shape[0])[rows]
+    return sp.csr_matrix((w, sets.indices, sets.indptr), shape=sets.shape)
+
+
+def _k_reciprocal(src: Joint, k1: int, k2: int, lambda_value: float) -> np.ndarray:
+    """§1 on a source of D (O, the matrix ranked, is D.T squared and divided by its row maxima).
+
+    Every row of V counts as summing to one, so sum(max) is the 2 - sum(min) of §1 step 7 (a row
+    can also be empty, where the image is not among the neighbours of its own neighbours).
+    """
+    src = src.transposed()
+    rank, top, out = _ranked(src, max(k1 + 1, k2))
+    half = int(np.around(k1 / 2))
+    sets = _expand(_reciprocal_sets(rank[:, :k1 + 1], src.n), _reciprocal_sets(rank[:, :half + 1], src.n),
+                   lambda overlap, size: overlap > 2 / 3 * size)
+    v = _weights(sets, src, top)
     if k2 != 1:
-        v = (_mean_rows(rank[:, :min(k2, n)], n) @ v).tocsr()
-    return _blend(out, v[:nq], v[nq:], lambda_value, lambda m, _: 1 - m / (2 - m))
+        v = _query_expansion(v, rank[:, :k2])
+    ones = np.ones(src.n)
+    return _blend(out, v[:src.nq], v[src.nq:], lambda_value, ones[:src.nq], ones[src.nq:])
 
 
 def _check_params(k1: int, k2: int) -> None:
@@ -204,15 +390,19 @@ def _check_params(k1: int, k2: int) -> None:
         raise ReidError(f"k1 and k2 must be at least 1 (got k1={k1}, k2={k2})")
 
 
-def _check_matrices(q_g: np.ndarray, q_q: np.ndarray,
-                    g_g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Real-valued, finite, consistently shaped distance blocks (integers become float64)."""
+def _finite(m: np.ndarray) -> bool:
+    """Whether every entry is finite: min and max propagate NaN, so no N x N temporary is needed."""
+    return m.size == 0 or bool(np.isfinite(m.min()) and np.isfinite(m.max()))
+
+
+def _matrices(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray) -> JointMatrices:
+    """The source of three real-valued, finite, consistently shaped distance blocks (integers become float64)."""
     mats = []
     for name, m in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g)):
         m = np.asarray(m)
         if not np.issubdtype(m.dtype, np.floating):
             m = m.astype(np.float64)
-        if m.ndim != 2 or not np.isfinite(m).all():
+        if m.ndim != 2 or not _finite(m):
             raise ReidError(f"{name}: expected a finite 2-D distance matrix, got shape {m.shape}"
                             + ("" if m.ndim != 2 else " with NaN or inf"))
         mats.append(m)
@@ -222,46 +412,7 @@ def _check_matrices(q_g: np.ndarray, q_q: np.ndarray,
         raise ReidError(f"distance shapes disagree: q_g {q_g.shape}, q_q {q_q.shape}, g_g {g_g.shape}")
     if nq == 0 or ng == 0:
         raise ReidError(f"need at least one query and one gallery image, got q_g {q_g.shape}")
-    return q_g, q_q, g_g
-
-
-def _transposed_square(src: np.ndarray, out: np.ndarray, step: int = 256) -> None:
-    """out[:] = src.T ** 2, in row strips (a plain strided copy of a transpose is cache-bound)."""
-    for s in range(0, src.shape[0], step):
-        np.square(src[s:s + step].T, out=out[:, s:s + step])
-
-
-def _squared_columns(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Columns start..stop-1 of D = [[q_q, q_g], [q_g.T, g_g]], squared and returned as float32 rows."""
-    nq = len(q_q)
-    out = np.empty((stop - start, nq + len(g_g)), dtype=np.float32)
-    a, b = min(start, nq), min(stop, nq)
-    if b > a:
-        _transposed_square(q_q[:, a:b], out[:b - a, :nq])
-        np.square(q_g[a:b], out=out[:b - a, nq:])
-    a, b = max(start, nq) - nq, max(stop, nq) - nq
-    if b > a:
-        _transposed_square(q_g[:, a:b], out[-(b - a):, :nq])
-        _transposed_square(g_g[:, a:b], out[-(b - a):, nq:])
-    return out
-
-
-def _joint_entries(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """D[r, c] for index arrays into the joint space."""
-    nq = len(q_q)
-    out = np.empty(len(r), dtype=np.result_type(q_g, q_q, g_g))
-    for rq, cq in ((True, True), (True, False), (False, True), (False, False)):
-        sel = ((r < nq) == rq) & ((c < nq) == cq)
-        rr, cc = r[sel], c[sel]
-        if rq and cq:
-            out[sel] = q_q[rr, cc]
-        elif rq:
-            out[sel] = q_g[rr, cc - nq]
-        elif cq:
-            out[sel] = q_g[cc, rr - nq]
-        else:
-            out[sel] = g_g[rr - nq, cc - nq]
-    return out
+    return JointMatrices(q_g, q_q, g_g)
 
 
 def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
@@ -273,94 +424,10 @@ def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20
     time, and only each row's k1 + 1 nearest neighbours are kept.
     """
     _check_params(k1, k2)
-    q_g, q_q, g_g = _check_matrices(q_g, q_q, g_g)
-    nq, ng = q_g.shape
-    n = nq + ng
-    k = min(n, max(k1 + 1, k2))
-    rank = np.empty((n, k), dtype=np.int64)
-    top = np.empty(n, dtype=np.float32)
-
-    def rank_rows(start: int, stop: int) -> None:
-        p = _squared_columns(q_g, q_q, g_g, start, stop)
-        top[start:stop] = _row_max(p)
-        rank[start:stop] = smallest(p, k, scale=top[start:stop])[0]
-
-    _for_blocks(rank_rows, n, block_rows(n, _BLOCK))
-    out = _squared(q_g)
-    out /= top[:nq, None]
-
-    def o_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return _squared(_joint_entries(q_g, q_q, g_g, j, i)) / top[i]
-
-    return _k_reciprocal_core(rank, o_pairs, out, k1, k2, lambda_value)
+    return _k_reciprocal(_matrices(q_g, q_q, g_g), k1, k2, lambda_value)
 
 
 # ---------------------------------------------------------------- §2 hard weight
-
-def _query_neighbours(to_queries: np.ndarray, to_gallery: np.ndarray, k: int) -> np.ndarray:
-    """The k nearest of each query among all N images, from its two blocks of distances."""
-    nq = to_queries.shape[1]
-    iq, vq = smallest(to_queries, k)
-    ig, vg = smallest(to_gallery, k)
-    return merge_smallest(np.concatenate([iq, ig + nq], axis=1), np.concatenate([vq, vg], axis=1), k)[0]
-
-
-def _gallery_neighbours(to_queries: np.ndarray, to_gallery: np.ndarray, k_all: int,
-                        k_gallery: int) -> tuple[np.ndarray, np.ndarray]:
-    """(k_all nearest among all N, joint indices; k_gallery nearest in the gallery, gallery indices)."""
-    nq = to_queries.shape[1]
-    ig, vg = smallest(to_gallery, k_gallery)
-    iq, vq = smallest(to_queries, k_all)
-    both = merge_smallest(np.concatenate([iq, ig[:, :k_all] + nq], axis=1),
-                          np.concatenate([vq, vg[:, :k_all]], axis=1), k_all)[0]
-    return both, ig
-
-
-def _with_self(nbrs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Table and mask of the sets {g} + reciprocal(first k of nbrs[g]) \\ {g}, over the gallery."""
-    first = nbrs[:, :k]
-    own = np.arange(len(nbrs))[:, None]
-    table = np.concatenate([own, first], axis=1)
-    mask = np.concatenate([np.ones_like(own, dtype=bool), reciprocal(first) & (first != own)], axis=1)
-    return table, mask
-
-
-def _hard_weight_core(q_nbrs: np.ndarray, a_nbrs: np.ndarray, g_nbrs: np.ndarray, out: np.ndarray,
-                      k1: int, k2: int, lambda_value: float, expansion: float) -> np.ndarray:
-    """Steps 2-7 of §2 from the neighbour tables; `out` holds rownorm(q_g) on entry.
-
-    q_nbrs: nearest of each query among all N (joint indices); a_nbrs: k1 nearest of each
-    gallery image among all N (joint); g_nbrs: nearest of each gallery image in the gallery.
-    """
-    nq, ng = out.shape
-    n = nq + ng
-
-    def accept(overlap: np.ndarray, size: np.ndarray) -> np.ndarray:
-        return overlap >= expansion * size
-
-    half, half_mask = _with_self(g_nbrs, k1 // 2)
-    full, full_mask = _with_self(g_nbrs, k1)
-    others_mask = full_mask.copy()
-    others_mask[:, 0] = False
-    g_keys = _expand(*_pairs(others_mask, full), ng, half, half_mask, accept)
-    g_keys = np.union1d(g_keys, np.arange(ng) * (ng + 1))
-    first = q_nbrs[:, :min(k1, n)]
-    back = a_nbrs[np.maximum(first - nq, 0)]
-    in_q = (first >= nq) & (back == np.arange(nq)[:, None, None]).any(axis=2)
-    q_rows, q_cols = _pairs(in_q, first)
-    q_keys = _expand(q_rows, q_cols - nq, ng, half, half_mask, accept)
-    vq = _csr(q_keys, np.ones(len(q_keys)), (nq, ng))
-    vg = _csr(g_keys, np.ones(len(g_keys)), (ng, ng))
-    vq2 = (_mean_rows(q_nbrs[:, :min(k2, n)], n) @ sp.vstack([vq, vg], format="csr")).tocsr()
-    if ng > 1:
-        is_self = g_nbrs == np.arange(ng)[:, None]
-        others = np.take_along_axis(g_nbrs, np.argsort(is_self, axis=1, kind="stable"), axis=1)
-        vg = (_mean_rows(others[:, :min(k2, ng - 1)], ng) @ vg).tocsr()
-    q_mass = np.asarray(vq2.sum(axis=1)).ravel()
-    g_mass = np.asarray(vg.sum(axis=1)).ravel()
-    return _blend(out, vq2, vg, lambda_value,
-                  lambda m, rows: 1 - m / (q_mass[rows, None] + g_mass[None, :] - m))
-
 
 def _row_normalised(q_g: np.ndarray) -> np.ndarray:
     """q_g with each row divided by its L2 norm (a zero row stays zero), float32."""
@@ -368,6 +435,65 @@ def _row_normalised(q_g: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(q_g, axis=1, keepdims=True)
     norms[norms == 0] = 1
     return q_g / norms
+
+
+def _neighbour_tables(src: Joint, k1: int, k2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """§2 step 1 in one pass: NQ (joint indices), NA (joint), NG (gallery indices), and rownorm(q_g).
+
+    NQ holds max(k1, k2) neighbours and NG max(k1, k2 + 1), for the query expansion of step 5.
+    """
+    nq, n = src.nq, src.n
+    ng = n - nq
+    k_query, k_all, k_gallery = min(n, max(k1, k2)), min(k1, n), min(ng, max(k1, k2 + 1))
+    q_nbrs = np.empty((nq, k_query), dtype=np.int64)
+    a_nbrs = np.empty((ng, k_all), dtype=np.int64)
+    g_nbrs = np.empty((ng, k_gallery), dtype=np.int64)
+    out = np.empty((nq, ng), dtype=np.float32)
+
+    def visit(start: int, stop: int, rows: np.ndarray) -> None:
+        if start < nq:
+            q_nbrs[start:stop] = smallest(rows, k_query)[0]
+            out[start:stop] = _row_normalised(rows[:, nq:])
+        else:
+            a_nbrs[start - nq:stop - nq] = smallest(rows, k_all)[0]
+            g_nbrs[start - nq:stop - nq] = smallest(rows[:, nq:], k_gallery)[0]
+
+    _scan(src, visit)
+    return q_nbrs, a_nbrs, g_nbrs, out
+
+
+def _query_sets(q_nbrs: np.ndarray, a_nbrs: np.ndarray, k1: int) -> sp.csr_matrix:
+    """Rq of §2: gallery images g among the first k1 of NQ[i] with query i among NA[g]."""
+    nq, ng = len(q_nbrs), len(a_nbrs)
+    first = q_nbrs[:, :k1]
+    back = a_nbrs[np.maximum(first - nq, 0)]
+    mask = (first >= nq) & (back == np.arange(nq)[:, None, None]).any(axis=2)
+    return _sets(first - nq, mask, ng)
+
+
+def _others_first(g_nbrs: np.ndarray) -> np.ndarray:
+    """NG with each image g itself moved to the end of its own list (stable otherwise)."""
+    is_self = g_nbrs == np.arange(len(g_nbrs))[:, None]
+    return np.take_along_axis(g_nbrs, np.argsort(is_self, axis=1, kind="stable"), axis=1)
+
+
+def _hard_weight(src: Joint, k1: int, k2: int, lambda_value: float, expansion: float) -> np.ndarray:
+    """§2 on a source of D: binary vectors over the gallery, expanded with `>= expansion`."""
+    ng = src.n - src.nq
+    q_nbrs, a_nbrs, g_nbrs, out = _neighbour_tables(src, k1, k2)
+
+    def accept(overlap: np.ndarray, size: np.ndarray) -> np.ndarray:
+        return overlap >= expansion * size
+
+    itself = sp.identity(ng, dtype=np.int32, format="csr")
+    half = _union(_reciprocal_sets(g_nbrs[:, :k1 // 2], ng, without_self=True), itself)
+    vg = _union(_expand(_reciprocal_sets(g_nbrs[:, :k1], ng, without_self=True), half, accept), itself)
+    vq = _expand(_query_sets(q_nbrs, a_nbrs, k1), half, accept)
+    vq = _query_expansion(sp.vstack([vq, vg], format="csr").astype(np.float64), q_nbrs[:, :k2])
+    vg = vg.astype(np.float64)
+    if ng > 1:
+        vg = _query_expansion(vg, _others_first(g_nbrs)[:, :min(k2, ng - 1)])
+    return _blend(out, vq, vg, lambda_value, _row_sums(vq), _row_sums(vg))
 
 
 def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
@@ -380,94 +506,10 @@ def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20,
     with a one-image gallery there is no other image to expand with, so Vg' = Vg.
     """
     _check_params(k1, k2)
-    q_g, q_q, g_g = _check_matrices(q_g, q_q, g_g)
-    nq, ng = q_g.shape
-    n = nq + ng
-    k_query, k_all, k_gallery = min(n, max(k1, k2)), min(k1, n), min(ng, max(k1, k2 + 1))
-    q_nbrs = np.empty((nq, k_query), dtype=np.int64)
-    a_nbrs = np.empty((ng, k_all), dtype=np.int64)
-    g_nbrs = np.empty((ng, k_gallery), dtype=np.int64)
-
-    def query_rows(start: int, stop: int) -> None:
-        q_nbrs[start:stop] = _query_neighbours(q_q[start:stop], q_g[start:stop], k_query)
-
-    def gallery_rows(start: int, stop: int) -> None:
-        to_queries = np.ascontiguousarray(q_g[:, start:stop].T)
-        a_nbrs[start:stop], g_nbrs[start:stop] = _gallery_neighbours(to_queries, g_g[start:stop], k_all, k_gallery)
-
-    _for_blocks(query_rows, nq, block_rows(n, _BLOCK))
-    _for_blocks(gallery_rows, ng, block_rows(n, _BLOCK))
-    return _hard_weight_core(q_nbrs, a_nbrs, g_nbrs, _row_normalised(q_g), k1, k2, lambda_value, expansion)
+    return _hard_weight(_matrices(q_g, q_q, g_g), k1, k2, lambda_value, expansion)
 
 
 # ---------------------------------------------------------------- §3 from features
-
-def _pair_distances(x: np.ndarray, x_sq: np.ndarray, r: np.ndarray, c: np.ndarray,
-                    chunk: int = 1 << 16) -> np.ndarray:
-    """Squared Euclidean D[r, c] for index pairs, by the same formula as the blocks."""
-    out = np.empty(len(r), dtype=np.float32)
-    for s in range(0, len(r), chunk):
-        rr, cc = r[s:s + chunk], c[s:s + chunk]
-        d = np.einsum("ij,ij->i", x[rr], x[cc])
-        d *= -2
-        d += x_sq[rr]
-        d += x_sq[cc]
-        out[s:s + chunk] = np.maximum(d, 0)
-    return out
-
-
-def _k_reciprocal_features(x: np.ndarray, nq: int, k1: int, k2: int, lambda_value: float,
-                           rows: int | None) -> np.ndarray:
-    """§1 on the squared Euclidean distances of x = [queries; gallery], a block of rows at a time."""
-    n = len(x)
-    x_sq = sq_norms(x)
-    k = min(n, max(k1 + 1, k2))
-    rank = np.empty((n, k), dtype=np.int64)
-    top = np.empty(n, dtype=np.float32)
-    out = np.empty((nq, n - nq), dtype=np.float32)
-
-    def rank_rows(start: int, stop: int) -> None:
-        d = sq_euclidean_block(x[start:stop], x, x_sq[start:stop], x_sq)
-        p = _squared(d, out=d)
-        top[start:stop] = _row_max(p)
-        rank[start:stop] = smallest(p, k, scale=top[start:stop])[0]
-        q = max(0, min(stop, nq) - start)
-        out[start:start + q] = p[:q, nq:] / top[start:start + q, None]
-
-    _for_blocks(rank_rows, n, rows or block_rows(n, _FEATURE_BLOCK))
-
-    def o_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return _squared(_pair_distances(x, x_sq, j, i)) / top[i]
-
-    return _k_reciprocal_core(rank, o_pairs, out, k1, k2, lambda_value)
-
-
-def _hard_weight_features(x: np.ndarray, nq: int, k1: int, k2: int, lambda_value: float,
-                          expansion: float, rows: int | None) -> np.ndarray:
-    """§2 on the squared Euclidean distances of x = [queries; gallery], a block of rows at a time."""
-    n = len(x)
-    ng = n - nq
-    x_sq = sq_norms(x)
-    k_query, k_all, k_gallery = min(n, max(k1, k2)), min(k1, n), min(ng, max(k1, k2 + 1))
-    q_nbrs = np.empty((nq, k_query), dtype=np.int64)
-    a_nbrs = np.empty((ng, k_all), dtype=np.int64)
-    g_nbrs = np.empty((ng, k_gallery), dtype=np.int64)
-    out = np.empty((nq, ng), dtype=np.float32)
-
-    def neighbour_rows(start: int, stop: int) -> None:
-        to_queries = sq_euclidean_block(x[start:stop], x[:nq], x_sq[start:stop], x_sq[:nq])
-        to_gallery = sq_euclidean_block(x[start:stop], x[nq:], x_sq[start:stop], x_sq[nq:])
-        q = max(0, min(stop, nq) - start)
-        if q:
-            q_nbrs[start:start + q] = _query_neighbours(to_queries[:q], to_gallery[:q], k_query)
-            out[start:start + q] = _row_normalised(to_gallery[:q])
-        if start + q < stop:
-            g = slice(start + q - nq, stop - nq)
-            a_nbrs[g], g_nbrs[g] = _gallery_neighbours(to_queries[q:], to_gallery[q:], k_all, k_gallery)
-
-    _for_blocks(neighbour_rows, n, rows or block_rows(n, _FEATURE_BLOCK))
-    return _hard_weight_core(q_nbrs, a_nbrs, g_nbrs, out, k1, k2, lambda_value, expansion)
-
 
 def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal", k1: int = 20,
                     k2: int = 6, lambda_value: float = 0.3, expansion: float = 2 / 3,
@@ -483,12 +525,16 @@ def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal"
         raise ReidError(f"feature sizes differ: {qf.shape[1]} (queries) and {gf.shape[1]} (gallery)")
     if len(qf) == 0 or len(gf) == 0:
         raise ReidError(f"need at least one query and one gallery image, got {len(qf)} and {len(gf)}")
-    x = np.concatenate([qf, gf])
+    src = JointFeatures(np.concatenate([qf, gf]), len(qf), rows)
     if method == "k_reciprocal":
-        return _k_reciprocal_features(x, len(qf), k1, k2, lambda_value, rows)
+        return _k_reciprocal(src, k1, k2, lambda_value)
     if method == "hard_weight":
-        return _hard_weight_features(x, len(qf), k1, k2, lambda_value, expansion, rows)
+        return _hard_weight(src, k1, k2, lambda_value, expansion)
     raise ReidError(f"unknown re-ranking method {method!r}: use k_reciprocal or hard_weight")
+
+
+# The matrices `distance_matrices` returns, by file stem, with the name a table gives each.
+KINDS = {"dist": "plain", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
 
 
 def distance_matrices(qf: np.ndarray, gf: np.ndarray, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,

@@ -1,4 +1,4 @@
-"""Slow, plain implementations written from the words of RERANKING.md, for the tests to compare with.
+"""Slow, plain implementations written from the words of docs/RERANKING.md, for the tests to compare with.
 
 Loops and dense matrices everywhere: these favour being obviously right over being fast.
 Neighbour lists sort by (distance, index), the documented tie rule.
@@ -20,8 +20,8 @@ def nearest(row: np.ndarray, candidates, k: int) -> list[int]:
     return sorted(candidates, key=lambda j: (row[j], j))[:k]
 
 
-def k_reciprocal(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3) -> np.ndarray:
-    """§1, step by step."""
+def k_reciprocal_steps(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3) -> dict:
+    """§1, step by step, with every intermediate by name (sets as lists of joint indices)."""
     nq = len(q_q)
     d = np.square(joint(q_g, q_q, g_g)).astype(np.float32)
     o = (d / d.max(axis=0)).T
@@ -33,6 +33,7 @@ def k_reciprocal(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3) -> np.ndarray:
 
     h = int(np.around(k1 / 2))
     v = np.zeros((n, n))
+    forward, reciprocal, half, expanded = [], [], [], []
     for i in range(n):
         r = reciprocal_set(i, k1 + 1)
         e = set(r)
@@ -43,19 +44,31 @@ def k_reciprocal(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3) -> np.ndarray:
         e = sorted(e)
         w = np.exp(-o[i, e].astype(np.float64))
         v[i, e] = w / w.sum()
-    if k2 != 1:
-        v = np.array([v[rank[i][:k2]].mean(axis=0) for i in range(n)])
+        forward.append(rank[i][:k1 + 1])
+        reciprocal.append(r)
+        half.append(reciprocal_set(i, h + 1))
+        expanded.append(e)
+    v_qe = np.array([v[rank[i][:k2]].mean(axis=0) for i in range(n)]) if k2 != 1 else v
     jaccard = np.zeros((nq, n))
     for i in range(nq):
         for j in range(n):
-            m = np.minimum(v[i], v[j]).sum()
+            m = np.minimum(v_qe[i], v_qe[j]).sum()
             jaccard[i, j] = 1 - m / (2 - m)
     final = (1 - lambda_value) * jaccard + lambda_value * o[:nq]
-    return final[:, nq:]
+    return {"O": o, "F": forward, "R": reciprocal, "R_half": half, "E": expanded, "V": v, "V_qe": v_qe,
+            "jaccard": jaccard[:, nq:], "final": final[:, nq:]}
 
 
-def hard_weight(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3, expansion=2 / 3) -> np.ndarray:
-    """§2, step by step; Rg[g] and Rh[g] always hold g itself."""
+def k_reciprocal(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3) -> np.ndarray:
+    """§1, step by step."""
+    return k_reciprocal_steps(q_g, q_q, g_g, k1, k2, lambda_value)["final"]
+
+
+def hard_weight_steps(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3, expansion=2 / 3) -> dict:
+    """§2, step by step, with every intermediate by name; Rg[g] and Rh[g] always hold g itself.
+
+    Sets are sorted lists of joint indices (gallery image g is nq + its gallery index).
+    """
     nq, ng = q_g.shape
     n = nq + ng
     a = joint(q_g, q_q, g_g)
@@ -103,7 +116,19 @@ def hard_weight(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3, expansion=2 / 3) -
         for g in range(ng):
             jaccard[i, g] = 1 - np.minimum(vq2[i], vg2[g]).sum() / np.maximum(vq2[i], vg2[g]).sum()
     rownorm = q_g / np.linalg.norm(q_g, axis=1, keepdims=True)
-    return lambda_value * rownorm + (1 - lambda_value) * jaccard
+
+    def listed(sets: dict) -> list[list[int]]:
+        return [sorted(sets[key]) for key in sorted(sets)]
+
+    return {"NQ": [nq_lists[i] for i in range(nq)], "NA": [na_lists[g] for g in gallery],
+            "NG": [ng_lists[g] for g in gallery], "Rq": listed(rq), "Rg": listed(rg), "Rh": listed(rh),
+            "Rq*": listed(rq_star), "Rg*": listed(rg_star), "Vq'": vq2, "Vg'": vg2, "jaccard": jaccard,
+            "final": lambda_value * rownorm + (1 - lambda_value) * jaccard}
+
+
+def hard_weight(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3, expansion=2 / 3) -> np.ndarray:
+    """§2, step by step."""
+    return hard_weight_steps(q_g, q_q, g_g, k1, k2, lambda_value, expansion)["final"]
 
 
 def evaluate(distmat, query_ids, gallery_ids) -> dict[str, float]:
@@ -124,7 +149,7 @@ def evaluate(distmat, query_ids, gallery_ids) -> dict[str, float]:
 def mean_fuse(mats, weights=None) -> np.ndarray:
     """§4, weighted element-wise mean."""
     weights = np.ones(len(mats)) if weights is None else np.asarray(weights, dtype=float)
-    return sum(w * m for w, m in zip(weights, mats)) / weights.sum()
+    return sum(w * m for w, m in zip(weights, mats, strict=True)) / weights.sum()
 
 
 def dissim_fuse(mats, topk=15, min_votes=None) -> np.ndarray:
@@ -144,5 +169,5 @@ def dissim_fuse(mats, topk=15, min_votes=None) -> np.ndarray:
             p = [c / total if c else 0.1 for c in counts]
         inv = [1 / x for x in p]
         w = [x / sum(inv) for x in inv]
-        out[i] = sum(wm * m[i] for wm, m in zip(w, mats))
+        out[i] = sum(wm * m[i] for wm, m in zip(w, mats, strict=True))
     return out

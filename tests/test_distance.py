@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reid.distance import cosine, sq_euclidean, sq_euclidean_blocks
+from reid.distance import sq_euclidean, sq_euclidean_blocks
 from reid.errors import ReidError
 
 
@@ -34,15 +34,6 @@ def test_never_negative_and_zero_on_identical_rows():
     assert (d >= 0).all() and np.allclose(d, 0, atol=1e-6)
 
 
-@pytest.mark.parametrize("rows", [None, 2])
-def test_cosine(rows):
-    rng = np.random.default_rng(2)
-    a, b = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
-    an = a / np.linalg.norm(a, axis=1, keepdims=True)
-    bn = b / np.linalg.norm(b, axis=1, keepdims=True)
-    np.testing.assert_allclose(cosine(a, b, rows=rows), 1 - an @ bn.T, atol=1e-6)
-
-
 def test_bad_features():
     with pytest.raises(ReidError, match="feature sizes differ"):
         sq_euclidean(np.ones((2, 3)), np.ones((2, 4)))
@@ -50,5 +41,3 @@ def test_bad_features():
         sq_euclidean(np.full((2, 3), np.nan), np.ones((2, 3)))
     with pytest.raises(ReidError, match="2-D"):
         sq_euclidean(np.ones(3), np.ones((2, 3)))
-    with pytest.raises(ReidError, match="all zeros"):
-        cosine(np.zeros((1, 3)), np.ones((2, 3)))

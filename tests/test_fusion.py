@@ -1,4 +1,4 @@
-"""Fusion (RERANKING.md §4) against the row-by-row reference."""
+"""Fusion (docs/RERANKING.md §4) against the row-by-row reference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation (RERANKING.md §5) against scikit-learn, one query at a time."""
+"""Evaluation (docs/RERANKING.md §5) against scikit-learn, one query at a time."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Re-ranking (RERANKING.md §1-§3) against the plain reference implementations."""
+"""Re-ranking (docs/RERANKING.md §1-§3) against the plain reference implementations and the worked example."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import reid.rerank as rr
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "RERANKING.md"
 SHAPES = [(1, 1), (1, 6), (3, 12), (6, 30), (12, 45)]
 PARAMS = [(20, 6, 0.3), (5, 1, 0.3), (3, 3, 0.5), (4, 9, 0.0), (1, 1, 1.0), (2, 2, 0.2)]
 
@@ -138,12 +140,41 @@ def test_smallest_breaks_ties_by_column(seed):
         np.testing.assert_array_equal(vals, np.take_along_axis(block, order, axis=1))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_smallest_on_wide_rows(seed):
+    """Rows wide enough to pick candidates by segment minima (3001 columns: a ragged tail), ties included."""
+    rng = np.random.default_rng(seed)
+    block = rng.integers(0, [3, 300, 10**6][seed], (20, 3001)).astype(np.float32)
+    block[0] = 1
+    scale = rng.random(20).astype(np.float32) + 0.5
+    for k in (1, 7, 21):
+        for part in (block, block[:, 3:]):
+            for s in (None, scale):
+                ranked = part if s is None else part / s[:, None]
+                idx, vals = rr.smallest(part, k, scale=s)
+                order = np.argsort(ranked, axis=1, kind="stable")[:, :k]
+                np.testing.assert_array_equal(idx, order)
+                np.testing.assert_array_equal(vals, np.take_along_axis(ranked, order, axis=1))
+
+
+@pytest.mark.parametrize("method", ["k_reciprocal", "hard_weight"])
+@pytest.mark.parametrize("levels", [0, 2])
+def test_wide_inputs_match_reference(method, levels):
+    """Enough images that neighbour lists come from segment minima rather than a plain top-k."""
+    qf, gf = features(6, 700, dim=4, seed=11, levels=levels)
+    mats = blocks(qf, gf)
+    expected = getattr(ref, method)(*mats, k1=3, k2=2)
+    np.testing.assert_allclose(getattr(rr, method)(*mats, k1=3, k2=2), expected, atol=2e-6)
+    got = rr.rerank_features(qf, gf, method=method, k1=3, k2=2, rows=100)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_inputs_are_not_modified():
     mats = blocks(*features(4, 20, seed=7))
     copies = [m.copy() for m in mats]
     rr.k_reciprocal(*mats)
     rr.hard_weight(*mats)
-    for m, c in zip(mats, copies):
+    for m, c in zip(mats, copies, strict=True):
         np.testing.assert_array_equal(m, c)
 
 
@@ -170,7 +201,7 @@ def test_matches_public_port_when_cached():
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reid-bench"
     cached = cache / "torchreid-0.2.5-rerank.py"
     if not cached.exists():
-        pytest.skip("run bench/rerank_speed.py once to fetch the port")
+        pytest.skip("run `python -m bench.rerank_speed` once to fetch the port")
     namespace: dict = {}
     exec(compile(cached.read_text(), str(cached), "exec"), namespace)
     mats = blocks(*features(15, 80, seed=10), power=0.5)
@@ -192,3 +223,50 @@ def test_smallest_ranks_scaled_values_as_rounded():
         order = np.argsort(scaled, axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(idx, order)
         np.testing.assert_array_equal(vals, np.take_along_axis(scaled, order, axis=1))
+
+
+def doc_blocks() -> dict[str, tuple[str, dict[str, list[list[str]]]]]:
+    """The docs' fenced blocks whose first line is `# title[: rest]`: title -> (rest, {label: cells})."""
+    blocks = {}
+    for body in re.findall(r"```text\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S):
+        head, *lines = body.splitlines()
+        if head.startswith("# "):
+            title, _, rest = head[2:].partition(": ")
+            rows = {}
+            for line in lines:
+                label, sep, cells = line.partition(":")
+                if sep:
+                    rows[label.strip()] = [cell.split() for cell in cells.split("|")]
+            blocks[title] = (rest, rows)
+    return blocks
+
+
+def test_worked_example_in_the_docs():
+    """§6 of docs/RERANKING.md: the printed distances, sets and outputs are what the code gives."""
+    blocks = doc_blocks()
+    positions = blocks["positions"][1]
+    xq, xg = (np.array(positions[part][0], dtype=float) for part in ("queries", "gallery"))
+    names = [f"q{i}" for i in range(len(xq))] + [f"g{i}" for i in range(len(xg))]
+    q_g, q_q, g_g = (np.abs(a[:, None] - b[None, :]) for a, b in ((xq, xg), (xq, xq), (xg, xg)))
+    np.testing.assert_array_equal([np.array(cells[0], dtype=float) for cells in blocks["q_g"][1].values()], q_g)
+
+    def check(title: str, steps: dict, columns: list[str], offset: int) -> None:
+        rows = blocks[title][1]
+        assert list(rows) == names[offset:offset + len(rows)]
+        for i, cells in enumerate(rows.values()):
+            assert [[names.index(t) for t in cell] for cell in cells] == [list(steps[c][i]) for c in columns], title
+
+    for method, sets in (("k_reciprocal", {"§1 sets": (["F", "R", "R_half", "E"], 0)}),
+                         ("hard_weight", {"§2 query sets": (["NQ", "Rq", "Rq*"], 0),
+                                          "§2 gallery sets": (["NA", "NG", "Rg", "Rh", "Rg*"], len(xq))})):
+        title = "§1 output" if method == "k_reciprocal" else "§2 output"
+        call, printed = blocks[title]
+        assert call.startswith(f"{method}(q_g, q_q, g_g, ")
+        params = {key: float(value) if "." in value else int(value)
+                  for key, value in re.findall(r"(\w+)=([\d.]+)", call)}
+        steps = getattr(ref, f"{method}_steps")(q_g, q_q, g_g, **params)
+        for block, (columns, offset) in sets.items():
+            check(block, steps, columns, offset)
+        assert list(printed) == names[:len(xq)]
+        expected = np.array([np.array(cells[0], dtype=float) for cells in printed.values()])
+        np.testing.assert_allclose(getattr(rr, method)(q_g, q_q, g_g, **params), expected, atol=5e-5)
