@@ -4,30 +4,39 @@ At the 2023 challenge size, prints time, traced peak memory (tracemalloc; numpy 
 buffers to it) and the largest difference from the port, with the ratios the issue sets as
 targets. The committed version (git revision `--baseline`, HEAD by default) runs on the same
 inputs in the same process, so the ratios to it are measured under the same load; its speed
-ratio is reported, its memory ratio has a target. Exits non-zero when a target is missed.
+ratio is reported, its memory ratio has a target. Ends with one error line, exit 1, when a
+target is missed.
 
     python -m bench.rerank_speed [--repeat=3] [--baseline=HEAD]
 """
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from bench.common import features, load_port, load_revision, measure
+from reid.config import run
 from reid.distance import sq_euclidean
+from reid.errors import ReidError
 from reid.rerank import hard_weight, k_reciprocal
 
 
-def main(repeat: int = 3, baseline: str = "HEAD") -> int:
+@dataclass
+class Config:
+    repeat: int = 3  # timed runs of each of ours (the best counts); the port runs once
+    baseline: str = "HEAD"  # git revision whose reid/rerank.py runs beside the current one
+
+
+def main(cfg: Config) -> None:
+    repeat, baseline = cfg.repeat, cfg.baseline
     qf, gf, _, _ = features()
     mats = (sq_euclidean(qf, gf), sq_euclidean(qf, qf), sq_euclidean(gf, gf))
     print(f"inputs: {len(qf)} queries x {len(gf)} gallery, {qf.shape[1]}-d; squared Euclidean distances")
     port = load_port()
     if port is None:
-        print("the public port could not be obtained: no ratios to report")
-        return 1
+        raise ReidError("the public port could not be obtained: no ratios to report")
     expected, port_s, port_peak = measure(lambda: port(*mats, k1=20, k2=6, lambda_value=0.3))
     print(f"port re_ranking         {port_s:7.2f} s  peak {port_peak / 2**20:7.0f} MiB")
     now = {name: measure(lambda fn=fn: fn(*mats), repeat) for name, fn in
@@ -49,14 +58,13 @@ def main(repeat: int = 3, baseline: str = "HEAD") -> int:
               f"max |diff| from now {float(np.abs(old - result).max()):.2e}")
         rows.append((f"{name} speed vs {baseline}", old_s / seconds, "", True))
         rows.append((f"{name} memory vs {baseline}", peak / old_peak, "<= 1.1", peak / old_peak <= 1.1))
-    ok = True
     for name, value, target, good in rows:
         verdict = f"target {target:9s} {'ok' if good else 'MISSED'}" if target else "(reported, no target)"
         print(f"{name:32s} {value:10.4g}   {verdict}")
-        ok &= good
-    return 0 if ok else 1
+    missed = [name for name, _, _, good in rows if not good]
+    if missed:
+        raise ReidError("targets missed: " + ", ".join(missed))
 
 
 if __name__ == "__main__":
-    args = dict(a.lstrip("-").split("=") for a in sys.argv[1:])
-    sys.exit(main(int(args.get("repeat", 3)), args.get("baseline", "HEAD")))
+    run(main, Config)

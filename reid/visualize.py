@@ -27,6 +27,17 @@ def _framed(ax, image: np.ndarray, colour: str, title: str) -> None:
     ax.set_title(title, fontsize=7, color=colour)
 
 
+def _save(fig: plt.Figure, path: Path, title: str) -> Path:
+    """Title, lay out, write as PNG and free the figure (pyplot keeps every open one)."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], gallery_paths: Sequence[Path],
                  query_labels: np.ndarray | None = None, gallery_labels: np.ndarray | None = None,
                  n_queries: int = 8, top_k: int = 10, title: str = "") -> Path:
@@ -46,13 +57,7 @@ def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], g
             else:
                 colour = GREEN if gallery_labels[g] == query_labels[row] else RED
             _framed(axes[row, col], read_image(gallery_paths[g]), colour, f"{col}: {distmat[row, g]:.3f}")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 CURVES = {"mAP": "plain", "mAP_kr": "k-reciprocal", "mAP_hw": "hard-weight"}
@@ -76,10 +81,4 @@ def training_curves(history: pd.DataFrame, path: Path, title: str = "") -> Path:
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
