@@ -76,7 +76,7 @@ def zip_bytes(entries: dict[str, bytes]) -> bytes:
 
 def run_script(script: str, *args: str, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a stage script as a user would, capturing its output."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
