@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from reid.config import format_config, run
+from reid.config import PositiveInt, format_config, run
 from reid.fusion import dissim_fuse, fuse_files
 
 
 @dataclass
 class Config:
     inputs: tuple[Path, ...] = ()  # distance matrices to fuse: .npy (ids beside it) or official .csv
-    topk: int = 15  # gallery images per model that vote for the consensus set
-    min_votes: int | None = None  # votes an image needs to be in the consensus; None: a majority
+    topk: PositiveInt = 15  # gallery images per model that vote for the consensus set
+    min_votes: PositiveInt | None = None  # votes an image needs to be in the consensus; None: a majority
     out_dir: Path = Path("outputs/dissim_fuse")  # gets dist.npy, query_ids.txt, gallery_ids.txt, dist.csv
     labels: Path | None = None  # CSV with columns img_id,player (e.g. a ground_truth.csv): prints mAP
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from reid import synthetic
-from reid.config import format_config, run
+from reid.config import Count, NonNegative, Positive, format_config, run
 from reid.errors import ReidError
 from reid.fetch import copy_member, download, find_member, local_source, md5sum, safe_extract
 
@@ -32,10 +32,10 @@ class Config:
     data_dir: Path = Path("data")  # the dataset lands in <data_dir>/data_reid/
     synthetic: bool = False  # make the procedural synthetic dataset instead of downloading
     synthetic_size: str = "small"  # small (about a tenth of the 2023 counts) or full
-    seed: int = 0  # seed of the synthetic dataset
-    retries: int = 5  # retries after a dropped connection, a timeout or a 5xx answer
-    timeout: float = 30.0  # seconds without an answer before a retry
-    backoff: float = 2.0  # seconds before the first retry, doubled for each next one
+    seed: Count = 0  # seed of the synthetic dataset
+    retries: Count = 5  # retries after a dropped connection, a timeout or a 5xx answer
+    timeout: Positive = 30.0  # seconds without an answer before a retry
+    backoff: NonNegative = 2.0  # seconds before the first retry, doubled for each next one
     keep_archive: bool = False  # keep the downloaded repository zip in <data_dir>/downloads/
 
 

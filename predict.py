@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from reid.config import format_config, run
+from reid.config import Count, PositiveInt, Probability, format_config, run
 from reid.data import EvalDataset, SplitImages, load_split
 from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
@@ -41,20 +41,20 @@ class Config:
         Path("checkpoints/eva02_l448"),)
     data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with the CSV partitions
     splits: tuple[str, ...] = ("test", "challenge")  # test (labelled) and/or challenge
-    batch_size: int = 64  # images per forward pass
-    num_workers: int = 4  # data loader processes
+    batch_size: PositiveInt = 64  # images per forward pass
+    num_workers: Count = 4  # data loader processes
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
-    k1: int = 20  # re-ranking: k-reciprocal neighbours
-    k2: int = 6  # re-ranking: local query expansion
-    lambda_value: float = 0.3  # re-ranking: weight of the original distance
+    k1: PositiveInt = 20  # re-ranking: k-reciprocal neighbours
+    k2: PositiveInt = 6  # re-ranking: local query expansion
+    lambda_value: Probability = 0.3  # re-ranking: weight of the original distance
     # Both re-rankings take squared Euclidean distances in the winning entry; the k-reciprocal
     # port squares its input itself, so it is meant for plain Euclidean ones.
     rerank_input: Literal["squared", "euclidean"] = "squared"  # distances fed to the re-rankings
     flip_tta: bool = False  # add the features of the mirrored image (the winning entry: off)
     out_dir: Path = Path("outputs")  # one folder per run and split
     visualize: bool = False  # write ranked.png: the first queries with their top-10
-    visualize_queries: int = 8  # queries on the sheet
+    visualize_queries: PositiveInt = 8  # queries on the sheet
 
 
 PRETRAINED = "pretrained:"
@@ -68,13 +68,30 @@ def checkpoint_file(path: Path) -> Path:
     return path
 
 
+def pretrained_entry(text: str) -> tuple[str, int | None]:
+    """(model name, input side or None) of `pretrained:<model>[@size]`."""
+    name, _, size = text.removeprefix(PRETRAINED).partition("@")
+    if size and not (size.isdigit() and int(size) > 0):
+        raise ReidError(f"--checkpoints={text}: the size after @ must be a whole number of pixels, at least 1")
+    return name, int(size) if size else None
+
+
+def check_entries(entries: tuple[Path, ...]) -> None:
+    """Every checkpoint entry names a file or a well-formed pretrained model, before any work."""
+    for entry in entries:
+        if str(entry).startswith(PRETRAINED):
+            pretrained_entry(str(entry))
+        else:
+            checkpoint_file(entry)
+
+
 def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, DataConfig, str]:
     """(encoder, its data config, a run name) from a checkpoint, or from `pretrained:<model>[@size]`:
     a backbone as it comes, untrained here, the baseline that training has to beat."""
     text = str(entry)
     if text.startswith(PRETRAINED):
-        name, _, size = text.removeprefix(PRETRAINED).partition("@")
-        encoder, data_cfg = build_encoder(name, pretrained=True, img_size=int(size) if size else None)
+        name, size = pretrained_entry(text)
+        encoder, data_cfg = build_encoder(name, pretrained=True, img_size=size)
         run = "pretrained_" + name.replace(":", "_").replace("/", "_") + (f"_{size}" if size else "")
         return encoder.to(device).eval(), data_cfg, run
     path = checkpoint_file(entry)
@@ -123,6 +140,7 @@ def main(cfg: Config) -> None:
     print(format_config(cfg))
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
+    check_entries(cfg.checkpoints)
     device = resolve_device(cfg.device)
     dtype = amp_dtype(cfg.amp, device)
     root = cfg.data_dir / "data_reid"

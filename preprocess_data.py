@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from reid.config import format_config, run
+from reid.config import Range, format_config, run
 from reid.data import build_challenge_df, build_train_df
 from reid.errors import ReidError
 from reid.io import write_csv
+
+Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 
 
 @dataclass
 class Config:
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/; the CSVs land there
-    n_folds: int = 10  # GroupKFold over games (capped at the number of games)
+    n_folds: Folds = 10  # GroupKFold over games (capped at the number of games)
 
 
 def main(cfg: Config) -> None:

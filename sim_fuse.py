@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from reid.config import format_config, run
+from reid.config import NonNegative, format_config, run
 from reid.fusion import fuse_files, mean_fuse
 
 
 @dataclass
 class Config:
     inputs: tuple[Path, ...] = ()  # distance matrices to fuse: .npy (ids beside it) or official .csv
-    weights: tuple[float, ...] = ()  # one weight per input; empty means equal weights
+    weights: tuple[NonNegative, ...] = ()  # one weight per input; empty means equal weights
     out_dir: Path = Path("outputs/sim_fuse")  # gets dist.npy, query_ids.txt, gallery_ids.txt, dist.csv
     labels: Path | None = None  # CSV with columns img_id,player (e.g. a ground_truth.csv): prints mAP
 

