@@ -58,6 +58,7 @@ class Config:
 
 
 PRETRAINED = "pretrained:"
+MEAN = "mean"  # the output folder of the mean of several checkpoints' matrices
 
 
 def checkpoint_file(path: Path) -> Path:
@@ -76,13 +77,29 @@ def pretrained_entry(text: str) -> tuple[str, int | None]:
     return name, int(size) if size else None
 
 
-def check_entries(entries: tuple[Path, ...]) -> None:
-    """Every checkpoint entry names a file or a well-formed pretrained model, before any work."""
-    for entry in entries:
-        if str(entry).startswith(PRETRAINED):
-            pretrained_entry(str(entry))
-        else:
-            checkpoint_file(entry)
+def run_name_of(entry: Path) -> str:
+    """The output folder of an entry: its run folder's name, the .pt file's stem, or
+    pretrained_<model>[_<size>]; checks the entry on the way."""
+    text = str(entry)
+    if text.startswith(PRETRAINED):
+        name, size = pretrained_entry(text)
+        return "pretrained_" + name.replace(":", "_").replace("/", "_") + (f"_{size}" if size else "")
+    path = checkpoint_file(entry)
+    return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
+
+
+def check_entries(entries: tuple[Path, ...]) -> list[str]:
+    """Each entry's output folder name, before any work: every entry must exist or be a
+    well-formed pretrained model, and no two may write into one folder (nor into `mean`)."""
+    names = [run_name_of(e) for e in entries]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ReidError(f"--checkpoints: {entries[names.index(name)]} and {entries[i]} would both write "
+                            f"{name}/; copy or rename one run folder")
+        if name == MEAN and len(entries) > 1:
+            raise ReidError(f"--checkpoints: {entries[i]} would write {MEAN}/, where the mean of all goes; "
+                            "rename its run folder")
+    return names
 
 
 def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, DataConfig, str]:
@@ -92,8 +109,7 @@ def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, Da
     if text.startswith(PRETRAINED):
         name, size = pretrained_entry(text)
         encoder, data_cfg = build_encoder(name, pretrained=True, img_size=size)
-        run = "pretrained_" + name.replace(":", "_").replace("/", "_") + (f"_{size}" if size else "")
-        return encoder.to(device).eval(), data_cfg, run
+        return encoder.to(device).eval(), data_cfg, run_name_of(entry)
     path = checkpoint_file(entry)
     ckpt = load_checkpoint(path)
     if not {"model", "config", "data_config"} <= set(ckpt):
@@ -105,8 +121,7 @@ def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, Da
         encoder.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise ReidError(f"{path}: its weights do not fit the model {name}: {str(exc).splitlines()[0]}") from None
-    run_name = path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
-    return encoder.to(device).eval(), data_cfg, run_name
+    return encoder.to(device).eval(), data_cfg, run_name_of(entry)
 
 
 def source(entry: Path) -> dict[str, str]:
@@ -141,6 +156,8 @@ def main(cfg: Config) -> None:
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     check_entries(cfg.checkpoints)
+    if not cfg.splits:
+        raise ReidError("no splits given: --splits=test,challenge (or one of them)")
     device = resolve_device(cfg.device)
     dtype = amp_dtype(cfg.amp, device)
     root = cfg.data_dir / "data_reid"
@@ -183,9 +200,9 @@ def main(cfg: Config) -> None:
         for split in splits:
             runs = per_split[split.name]
             mats = {name: mean_fuse([r[name] for r in runs]) for name in KINDS}
-            write_split(cfg.out_dir / "mean" / split.name, mats, split, root, sources)
+            write_split(cfg.out_dir / MEAN / split.name, mats, split, root, sources)
             if split.labelled:
-                table += [("mean", split.name, kind, s) for kind, s in scores(mats, split)]
+                table += [(MEAN, split.name, kind, s) for kind, s in scores(mats, split)]
     print_table(table)
 
 

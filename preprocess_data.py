@@ -29,6 +29,7 @@ def main(cfg: Config) -> None:
     if not root.is_dir():
         raise ReidError(f"missing dataset folder {root}: run download.py first")
     train_df = build_train_df(root, cfg.n_folds)
+    challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
     write_csv(train_df, root / "train_df.csv")
     counts = train_df.groupby(["split", "img_type"]).size()
     for split in ("train", "test"):
@@ -39,16 +40,16 @@ def main(cfg: Config) -> None:
     capped = f"; n_folds={cfg.n_folds} capped at the number of games" if n_folds < cfg.n_folds else ""
     print(f"folds     {n_folds} (grouped by game{capped})")
     print(f"wrote {root / 'train_df.csv'}")
-
-    challenge_df = build_challenge_df(root)
     if challenge_df is None:
-        print(f"warning: no {root / 'reid_challenge'}: no challenge_df.csv written")
+        stale = root / "challenge_df.csv"
+        removed = f"; removed the stale {stale}" if stale.exists() else ""
+        stale.unlink(missing_ok=True)
+        print(f"warning: no {root / 'reid_challenge'}: no challenge split{removed}")
         return
     write_csv(challenge_df, root / "challenge_df.csv")
     kinds = challenge_df["img_type"].value_counts()
     print(f"challenge queries {kinds.get('q', 0):6d}  gallery {kinds.get('g', 0):6d}")
     print(f"wrote {root / 'challenge_df.csv'}")
-
 
 if __name__ == "__main__":
     run(main, Config)

@@ -139,6 +139,9 @@ def build_challenge_df(root: Path) -> pd.DataFrame | None:
     rows, problems = [], []
     for folder, img_type in CHALLENGE_FOLDERS:
         names = list_images(root / folder)
+        if not names:
+            raise ReidError(f"empty folder {root / folder}: a challenge split needs queries and a gallery "
+                            f"(remove {root / 'reid_challenge'} to go without one)")
         problem = _malformed(root / folder, names, _ANONYMOUS, "{id}.jpeg")
         if problem:
             problems.append(problem)

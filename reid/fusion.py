@@ -64,6 +64,9 @@ def dissim_fuse(mats: Sequence[np.ndarray], topk: int = 15, min_votes: int | Non
     """Consensus-weighted fusion: each row mixes the models with its own weights, float32."""
     if topk < 1 or (min_votes is not None and min_votes < 1):
         raise ReidError(f"topk and min_votes must be at least 1, got topk={topk}, min_votes={min_votes}")
+    if min_votes is not None and min_votes > len(mats):
+        raise ReidError(f"min_votes={min_votes} but only {len(mats)} models vote: no image could reach the "
+                        f"consensus (use at most {len(mats)})")
     stack = _stack(mats)
     weights = consensus_weights(stack, topk, min_votes)
     return np.einsum("qm,mqg->qg", weights, stack).astype(np.float32)
@@ -75,10 +78,25 @@ def fuse_files(inputs: Sequence[Path], fuse: Callable[[list[np.ndarray]], np.nda
 
     The shared body of sim_fuse.py and dissim_fuse.py: only `fuse` differs between them.
     """
+    check_inputs(inputs, out_dir)
     mats, query_ids, gallery_ids = load_aligned(inputs)
     fused = fuse(mats)
-    lines = [f"wrote {path}" for path in write_outputs(out_dir, fused, query_ids, gallery_ids)]
-    if labels is not None:
+    lines = []
+    if labels is not None:  # before writing: a bad labels file must not leave an unscored output
         s = evaluate(fused, labels_for(labels, query_ids), labels_for(labels, gallery_ids))
         lines.append(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
-    return lines
+    return [f"wrote {path}" for path in write_outputs(out_dir, fused, query_ids, gallery_ids)] + lines
+
+
+def check_inputs(inputs: Sequence[Path], out_dir: Path) -> None:
+    """No input twice (it would count double), and no output over an input's folder (a model's
+    own dist.npy and ids would be replaced by the fusion)."""
+    folders = {Path(p).resolve().parent: Path(p) for p in inputs}
+    seen: set[Path] = set()
+    for path in inputs:
+        if Path(path).resolve() in seen:
+            raise ReidError(f"{path} is given twice in --inputs")
+        seen.add(Path(path).resolve())
+    if Path(out_dir).resolve() in folders:
+        raise ReidError(f"--out_dir={out_dir} is the folder of the input {folders[Path(out_dir).resolve()]}: "
+                        "its files would be overwritten; choose another folder")

@@ -6,9 +6,13 @@ clean one-line error raises, so a passing case also shows there was no traceback
 
 from __future__ import annotations
 
+import shutil
+
+import numpy as np
 import pytest
 
-from conftest import call
+from conftest import call, dataset_files, write_tree
+from reid.io import save_matrix
 
 TRAIN = ["--model=efficientnet_lite0", "--img_size=64", "--batch_size=8", "--num_workers=0", "--device=cpu",
          "--max_steps_per_epoch=2", "--epochs=1", "--rerank_eval=false"]
@@ -100,3 +104,68 @@ def _fields(script: str) -> set[str]:
     from pathlib import Path
 
     return {f.name for f in dataclasses.fields(importlib.import_module(Path(script).stem).Config)}
+
+
+@pytest.fixture
+def matrices(tmp_path):
+    rng = np.random.default_rng(0)
+    return [save_matrix(tmp_path / f"m{i}" / "dist.npy", rng.random((3, 5)).astype(np.float32), [1, 2, 3],
+                        [10, 11, 12, 13, 14]) for i in range(3)]
+
+
+@pytest.mark.parametrize("script, args, words", [
+    ("dissim_fuse.py", ["--min_votes=5"], "only 3 models vote"),
+    ("sim_fuse.py", ["--out_dir={m0}"], "would be overwritten"),
+    ("dissim_fuse.py", ["--out_dir={m1}"], "would be overwritten"),
+    ("sim_fuse.py", ["--inputs={m0}/dist.npy,{m0}/dist.npy"], "given twice"),
+    ("sim_fuse.py", ["--labels={m0}/missing.csv"], "missing.csv"),
+])
+def test_fusion_refuses_before_writing(tmp_path, matrices, script, args, words):
+    names = {f"m{i}": m.parent for i, m in enumerate(matrices)}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    inputs = [f"--inputs={','.join(map(str, matrices))}"]
+    args = [a.format(**names) for a in args]
+    given = {a.split("=")[0] for a in args}
+    defaults = [a for a in [*inputs, f"--out_dir={tmp_path / 'out'}"] if a.split("=")[0] not in given]
+    result = call(script, *defaults, *args)
+    assert result.returncode == 1 and words in result.stderr and result.stderr.count("\n") == 1
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("runs, words", [
+    (["a/run", "b/run"], "would both write run/"),
+    (["x/mean", "x/other"], "where the mean of all goes"),
+])
+def test_predict_refuses_entries_that_share_an_output_folder(tmp_path, runs, words):
+    for run in runs:
+        (tmp_path / run).mkdir(parents=True)
+        (tmp_path / run / "best.pt").write_bytes(b"")
+    result = call("predict.py", f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'out'}",
+                  f"--checkpoints={','.join(str(tmp_path / r) for r in runs)}")
+    assert result.returncode == 1 and words in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_refuses_no_splits(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"")
+    result = call("predict.py", f"--data_dir={tmp_path}", f"--checkpoints={tmp_path / 'run'}", "--splits=")
+    assert result.returncode == 1 and "no splits given" in result.stderr
+
+
+def test_preprocess_refuses_an_empty_challenge_folder(tmp_path):
+    files = {k: v for k, v in dataset_files().items() if not k.startswith("reid_challenge/query/")}
+    write_tree(tmp_path / "data_reid", files)
+    (tmp_path / "data_reid" / "reid_challenge" / "query").mkdir()
+    result = call("preprocess_data.py", f"--data_dir={tmp_path}")
+    assert result.returncode == 1 and "empty folder" in result.stderr and "reid_challenge/query" in result.stderr
+    assert not list((tmp_path / "data_reid").glob("*.csv"))
+
+
+def test_preprocess_forgets_a_challenge_split_that_is_gone(tmp_path):
+    write_tree(tmp_path / "data_reid", dataset_files())
+    assert call("preprocess_data.py", f"--data_dir={tmp_path}").returncode == 0
+    shutil.rmtree(tmp_path / "data_reid" / "reid_challenge")
+    result = call("preprocess_data.py", f"--data_dir={tmp_path}")
+    assert result.returncode == 0 and "removed the stale" in result.stdout
+    assert not (tmp_path / "data_reid" / "challenge_df.csv").exists()
