@@ -112,8 +112,6 @@ def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, Da
         return encoder.to(device).eval(), data_cfg, run_name_of(entry)
     path = checkpoint_file(entry)
     ckpt = load_checkpoint(path)
-    if not {"model", "config", "data_config"} <= set(ckpt):
-        raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model/config)")
     name = ckpt["config"]["model"]
     data_cfg = DataConfig.from_dict(ckpt["data_config"])
     encoder, _ = build_encoder(name, pretrained=False, img_size=data_cfg.img_size)

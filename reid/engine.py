@@ -44,7 +44,7 @@ from reid.features import autocast, extract_features
 from reid.io import write_csv
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
-from reid.models import build_encoder
+from reid.models import DataConfig, build_encoder, load_torch_file
 from reid.rerank import distance_matrices
 from reid.runs import COMPLETE, RESUMABLE, data_fingerprint, recipe_changes, write_complete
 from reid.transforms import eval_transform, train_transform
@@ -153,11 +153,15 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by this engine (tensors and plain values only)."""
+    """A checkpoint written by this engine (best.pt or last.pt), its parts checked."""
+    ckpt = load_torch_file(path)
+    if not isinstance(ckpt, dict) or not {"model", "config", "data_config"} <= set(ckpt):
+        raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model, config and data_config)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ReidError(f"cannot load checkpoint {path}: {exc}") from None
+        DataConfig.from_dict(ckpt["data_config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReidError(f"{path}: its data_config is incomplete ({type(exc).__name__}: {exc})") from None
+    return ckpt
 
 
 def check_resumable(ckpt: dict, cfg: TrainConfig, data: str, path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -132,20 +133,39 @@ def parse_pretrained(value: bool | str | Path) -> bool | Path:
     return path
 
 
+def load_torch_file(path: Path) -> Any:
+    """What torch.save wrote to `path`, read safely (tensors and plain values only).
+
+    Whatever the reader raises, the fault is the named file; torch's own advice to retry with
+    weights_only=False (which runs arbitrary code from the file) is not passed on.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # text files, truncated zips and pickles each fail differently
+        raise ReidError(f"cannot load {path}: not a weights file that torch.load reads safely "
+                        f"({type(exc).__name__})") from None
+
+
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a `.safetensors` or `.pt`/`.pth` file, or from one of our checkpoints."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # whatever the reader raises, the fault is the named file
-        raise ReidError(f"cannot load weights from {path}: {exc}") from None
+        except Exception as exc:  # the fault is the named file, whatever the reader says
+            raise ReidError(f"cannot load {path}: not a readable .safetensors file ({exc})") from None
+    obj = load_torch_file(path)
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     return obj
+
+
+def _first_mismatch(exc: RuntimeError) -> str:
+    """The first 'size mismatch for <key>: ...' line of load_state_dict's error."""
+    lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+    return lines[0] if lines else str(exc).splitlines()[0]
 
 
 def _hub_error(name: str, exc: Exception) -> ReidError:
@@ -215,7 +235,10 @@ def _timm_encoder(name: str, pretrained: bool | Path, img_size: int | None) -> t
     if isinstance(pretrained, Path):
         heads = ("head.", "fc.", "classifier.")
         state = {k: v for k, v in load_weights(pretrained).items() if not k.startswith(heads)}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # tensors of other shapes: another size of the same family
+            raise ReidError(f"{pretrained} does not fit {name}: {_first_mismatch(exc)}") from None
         if missing or unexpected:
             raise ReidError(f"{pretrained} does not fit {name}: {len(missing)} missing keys "
                             f"({', '.join(missing[:3])}), {len(unexpected)} unexpected "

@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import call, dataset_files, write_tree
 from reid.io import save_matrix
@@ -169,3 +170,53 @@ def test_preprocess_forgets_a_challenge_split_that_is_gone(tmp_path):
     result = call("preprocess_data.py", f"--data_dir={tmp_path}")
     assert result.returncode == 0 and "removed the stale" in result.stdout
     assert not (tmp_path / "data_reid" / "challenge_df.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def lite_run(tmp_path_factory):
+    """A one-step efficientnet_lite0 run on a tiny official-layout dataset."""
+    root = tmp_path_factory.mktemp("lite")
+    write_tree(root / "data" / "data_reid", dataset_files(games=4, players=4, frames=5, test_games=2))
+    assert call("preprocess_data.py", f"--data_dir={root / 'data'}", "--n_folds=4").returncode == 0
+    result = call("train_our_post_resnet.py", f"--data_dir={root / 'data'}", f"--checkpoint_dir={root / 'ck'}",
+                  *TRAIN[:2], "--batch_size=4", *TRAIN[3:], "--max_steps_per_epoch=1", "--run_name=lite")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+def checkpoint_without_std(path):
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["data_config"]["std"]
+    return ckpt
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, words", [
+    (lambda run: b"just some text\n", "not a weights file that torch.load reads safely"),
+    (lambda run: checkpoint_without_std(run / "best.pt"), "data_config is incomplete"),
+    (lambda run: {"model": {}}, "not a checkpoint written by train_our_post"),
+])
+def test_predict_names_a_checkpoint_it_cannot_use(lite_run, tmp_path, make, words):
+    bad = tmp_path / "bad.pt"
+    content = make(lite_run / "ck" / "lite")
+    bad.write_bytes(content) if isinstance(content, bytes) else torch.save(content, bad)
+    result = call("predict.py", f"--data_dir={lite_run / 'data'}", f"--out_dir={tmp_path / 'out'}",
+                  "--num_workers=0", f"--checkpoints={bad}")
+    assert result.returncode == 1 and words in result.stderr and "weights_only=False" not in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights, words", [
+    ("text", "not a weights file that torch.load reads safely"),
+    ("lite", "size mismatch for"),
+])
+def test_pretrained_weights_that_do_not_fit_are_one_line(lite_run, tmp_path, weights, words):
+    path = lite_run / "ck" / "lite" / "last.pt"
+    if weights == "text":
+        path = tmp_path / "notes.pt"
+        path.write_text("not weights")
+    result = call("train_our_post_resnet.py", f"--data_dir={lite_run / 'data'}", f"--checkpoint_dir={tmp_path}",
+                  "--model=resnet18", f"--pretrained={path}", *TRAIN[1:])
+    assert result.returncode == 1 and words in result.stderr and "weights_only=False" not in result.stderr
+    assert result.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == ([path] if weights == "text" else [])
