@@ -18,10 +18,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from reid.config import Count, PositiveInt, Probability, format_config, run
-from reid.data import EvalDataset, SplitImages, load_split
+from reid.data import EvalDataset, SplitImages, load_split, make_loader, require_images
 from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
 from reid.features import extract_features
@@ -165,6 +164,7 @@ def main(cfg: Config) -> None:
             print(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
             continue
         splits.append(load_split(root, name))
+        require_images([root / p for p in splits[-1].df["img_id"]], f"the {name} split")
     table: list[tuple[str, str, str, dict]] = []
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     sources: list[dict[str, str]] = []
@@ -173,7 +173,7 @@ def main(cfg: Config) -> None:
         sources.append(source(entry))
         transform = eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation)
         for split in splits:
-            loader = DataLoader(EvalDataset(root, split.df, transform), batch_size=cfg.batch_size,
+            loader = make_loader(EvalDataset(root, split.df, transform), batch_size=cfg.batch_size,
                                 num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
             feats, _, _ = extract_features(encoder, loader, device, dtype, flip=cfg.flip_tta,
                                            desc=f"{run_name} {split.name}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from reid.config import Range, format_config, run
-from reid.data import build_challenge_df, build_train_df
+from reid.data import build_challenge_df, build_train_df, image_paths, require_images
 from reid.errors import ReidError
 from reid.io import write_csv
 
@@ -30,6 +30,9 @@ def main(cfg: Config) -> None:
         raise ReidError(f"missing dataset folder {root}: run download.py first")
     train_df = build_train_df(root, cfg.n_folds)
     challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
+    require_images(image_paths(root, train_df), "the training and test folders")
+    if challenge_df is not None:
+        require_images(image_paths(root, challenge_df), "the challenge folders")
     write_csv(train_df, root / "train_df.csv")
     counts = train_df.groupby(["split", "img_type"]).size()
     for split in ("train", "test"):

@@ -179,6 +179,16 @@ def save_config(cfg: Any, path: Path) -> None:
     write_json(to_dict(cfg), path)
 
 
+def one_line(exc: ReidError) -> str:
+    """The message of `exc`; for an error a DataLoader worker raised, torch re-raises it with the
+    worker's whole traceback in the message, and only its last line is the message."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith("reid.errors.ReidError: ") else last
+
+
 def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> None:
     """The entry point of every script: parse, run, and turn a `ReidError` into one clean line."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -188,7 +198,7 @@ def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = Non
     try:
         main(parse_args(cls, argv))
     except ReidError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,16 +7,17 @@ test folders (frame `00` is the query), `{id}.jpeg` in the challenge folders.
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reid.errors import ReidError
 
@@ -65,6 +66,46 @@ def read_image(path: str | Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ReidError(f"cannot read image {path}: {exc}") from None
+
+
+def image_problem(path: Path) -> str | None:
+    """Why an image cannot be used, from a cheap look (its size, header and, for a JPEG, its end
+    marker); None when it looks whole. Catches empty, foreign and truncated files before hours
+    of training, without decoding every pixel."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "empty file"
+        with Image.open(path) as img:
+            kind = img.format
+        if kind == "JPEG":
+            with open(path, "rb") as f:
+                f.seek(max(0, size - 64))
+                if b"\xff\xd9" not in f.read():
+                    return "truncated JPEG (no end marker)"
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+def require_images(paths: Iterable[Path], what: str) -> None:
+    """Refuse, in one message listing them, images that `image_problem` finds unusable."""
+    bad = [(p, problem) for p in paths if (problem := image_problem(Path(p)))]
+    if bad:
+        shown = "; ".join(f"{p} ({problem})" for p, problem in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ReidError(f"{len(bad)} unreadable images in {what}: {shown}{more}")
+
+
+def _ignore_sigint(_: int) -> None:
+    """In a loader worker: leave Ctrl-C to the main process, which stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_loader(dataset: Dataset, **kwargs: Any) -> DataLoader:
+    """A DataLoader whose workers ignore Ctrl-C, so an interrupted run ends with one line
+    rather than a traceback from every worker."""
+    return DataLoader(dataset, worker_init_fn=_ignore_sigint, **kwargs)
 
 
 def list_images(folder: Path) -> list[str]:

@@ -37,7 +37,17 @@ from reid.config import (
     save_config,
     to_dict,
 )
-from reid.data import EvalDataset, PairDataset, UniquePlayerBatchSampler, identities, load_partition, split_fold
+from reid.data import (
+    EvalDataset,
+    PairDataset,
+    UniquePlayerBatchSampler,
+    identities,
+    image_paths,
+    load_partition,
+    make_loader,
+    require_images,
+    split_fold,
+)
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
 from reid.features import autocast, extract_features
@@ -247,6 +257,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     root = Path(cfg.data_dir) / "data_reid"
     train_df, val_df = split_fold(load_partition(root / "train_df.csv"), cfg.fold)
     data = data_fingerprint(root)
+    require_images(image_paths(root, pd.concat([train_df, val_df])), f"{root / 'train_df.csv'}")
 
     torch.manual_seed(cfg.seed)
     encoder, data_cfg = build_encoder(cfg.model, cfg.pretrained, img_size=cfg.img_size,
@@ -264,10 +275,10 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     sampler = UniquePlayerBatchSampler(train_set.labels, cfg.batch_size, seed=cfg.seed,
                                        world_size=ctx.world_size, rank=ctx.rank)
     pin = ctx.device.type == "cuda"
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=pin)
+    train_loader = make_loader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=pin)
     val_set = EvalDataset(root, val_df.assign(player=identities(val_df)),
                           eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation))
-    val_loader = DataLoader(val_set, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+    val_loader = make_loader(val_set, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
 
     micro_batches = len(sampler)
     updates = micro_batches // cfg.accum_steps
@@ -305,7 +316,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     for epoch in range(state["epoch"], cfg.epochs):
         started = time.time()
         sampler.set_epoch(epoch)
-        mean_loss = train_epoch(net, loader, optimizer, scheduler, scaler, cfg, ctx, dtype, epoch, updates)
+        mean_loss = train_epoch(net, train_loader, optimizer, scheduler, scaler, cfg, ctx, dtype, epoch, updates)
         row = {}
         if ctx.main:
             row = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]}

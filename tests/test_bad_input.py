@@ -6,13 +6,20 @@ clean one-line error raises, so a passing case also shows there was no traceback
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import call, dataset_files, write_tree
+from conftest import REPO, call, dataset_files, write_tree
+from reid.errors import ReidError
 from reid.io import save_matrix
 
 TRAIN = ["--model=efficientnet_lite0", "--img_size=64", "--batch_size=8", "--num_workers=0", "--device=cpu",
@@ -220,3 +227,74 @@ def test_pretrained_weights_that_do_not_fit_are_one_line(lite_run, tmp_path, wei
                   "--model=resnet18", f"--pretrained={path}", *TRAIN[1:])
     assert result.returncode == 1 and words in result.stderr and "weights_only=False" not in result.stderr
     assert result.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == ([path] if weights == "text" else [])
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda data: b"", "empty file"),
+    (lambda data: data[:-10], "truncated JPEG"),
+    (lambda data: b"GIF89a not really", "cannot identify image file"),
+])
+def test_preprocess_lists_unreadable_images_and_writes_nothing(tmp_path, damage, words):
+    files = dataset_files()
+    bad = "reid_test/gallery/012_00_03.jpeg"
+    files[bad] = damage(files[bad])
+    write_tree(tmp_path / "data_reid", files)
+    result = call("preprocess_data.py", f"--data_dir={tmp_path}")
+    assert result.returncode == 1 and "1 unreadable images" in result.stderr and bad in result.stderr
+    assert words in result.stderr and not list((tmp_path / "data_reid").glob("*.csv"))
+
+
+def test_an_error_from_a_loader_worker_is_one_line(tmp_path, capsys):
+    """torch re-raises a worker's ReidError with the worker's traceback in its message."""
+    from reid.config import run
+    from reid.data import make_loader
+
+    class Broken(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            raise ReidError(f"cannot read image /x/{i}.jpeg: broken data stream")
+
+    def main(_):
+        list(make_loader(Broken(), num_workers=1))
+
+    with pytest.raises(SystemExit):
+        run(main, dataclasses.make_dataclass("Empty", []), [])
+    assert capsys.readouterr().err == "error: cannot read image /x/0.jpeg: broken data stream\n"
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_loader_workers_is_one_line(tmp_path):
+    """Ctrl-C reaches the whole process group, workers included, as a terminal sends it."""
+    write_tree(tmp_path / "data" / "data_reid", dataset_files(games=4, players=4, frames=5, test_games=2))
+    assert call("preprocess_data.py", f"--data_dir={tmp_path / 'data'}", "--n_folds=4").returncode == 0
+    args = [f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'ck'}", "--model=test_vit",
+            "--pretrained=false", "--img_size=32", "--batch_size=4", "--num_workers=2", "--epochs=50",
+            "--rerank_eval=false"]
+    proc = subprocess.Popen([sys.executable, "train_our_post_resnet.py", *args], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    for line in proc.stdout:
+        if "steps per epoch" in line:
+            break
+    time.sleep(2)  # inside the first epoch, the workers loading batches
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "exited unexpectedly" not in err
+    assert err.rstrip().splitlines()[-1] == "interrupted"
+
+
+def test_loader_workers_leave_ctrl_c_to_the_main_process():
+    """A worker killed by Ctrl-C can surface as 'DataLoader worker exited unexpectedly' before the
+    main process's KeyboardInterrupt; workers that ignore SIGINT cannot."""
+    from reid.data import make_loader
+
+    class Handlers(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return int(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+    assert [int(x) for x in make_loader(Handlers(), num_workers=1)] == [1, 1]
