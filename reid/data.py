@@ -20,13 +20,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reid.errors import ReidError
+from reid.io import read_table
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg")
 _LABELLED = re.compile(r"^(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
 _ANONYMOUS = re.compile(r"^(\d+)\.jpe?g$", re.IGNORECASE)
 
-TRAIN_COLUMNS = ["img_id", "folder", "player", "game", "split", "img_type", "fold"]
-CHALLENGE_COLUMNS = ["img_id", "player", "img_type"]
+TRAIN_COLUMNS = {"img_id": str, "folder": str, "player": int, "game": int, "split": str, "img_type": str, "fold": int}
+CHALLENGE_COLUMNS = {"img_id": str, "player": int, "img_type": str}
 
 # (folder under the data root, split, image type or None when the frame number decides)
 LABELLED_FOLDERS = [
@@ -141,7 +142,7 @@ def scan_labelled(root: Path) -> pd.DataFrame:
             rows.append((name, folder, player, sequence, split, kind))
     if problems:
         raise ReidError("\n".join(problems))
-    return pd.DataFrame(rows, columns=TRAIN_COLUMNS[:-1])
+    return pd.DataFrame(rows, columns=list(TRAIN_COLUMNS)[:-1])
 
 
 def assign_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
@@ -166,7 +167,7 @@ def assign_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
 def build_train_df(root: Path, n_folds: int) -> pd.DataFrame:
     """The `train_df.csv` partition: training and test images with folds, sorted."""
     df = scan_labelled(root).sort_values(["split", "folder", "img_id"], kind="stable")
-    return assign_folds(df.reset_index(drop=True), n_folds)[TRAIN_COLUMNS]
+    return assign_folds(df.reset_index(drop=True), n_folds)[list(TRAIN_COLUMNS)]
 
 
 def build_challenge_df(root: Path) -> pd.DataFrame | None:
@@ -190,18 +191,25 @@ def build_challenge_df(root: Path) -> pd.DataFrame | None:
         rows += [(f"{folder}/{n}", parse_challenge_name(n), img_type) for n in names]
     if problems:
         raise ReidError("\n".join(problems))
-    df = pd.DataFrame(rows, columns=CHALLENGE_COLUMNS)
+    df = pd.DataFrame(rows, columns=list(CHALLENGE_COLUMNS))
     return df.sort_values(["img_type", "player"], ascending=[False, True]).reset_index(drop=True)
 
 
-def load_partition(path: Path, columns: list[str] = TRAIN_COLUMNS) -> pd.DataFrame:
-    """Read a partition CSV written by preprocess_data.py, checking its columns."""
+def load_partition(path: Path, columns: dict[str, type] = TRAIN_COLUMNS) -> pd.DataFrame:
+    """Read a partition CSV written by preprocess_data.py, checking its columns and values."""
     if not Path(path).is_file():
         raise ReidError(f"missing {path}: run preprocess_data.py first")
-    df = pd.read_csv(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ReidError(f"{path}: missing columns {', '.join(missing)}")
+    df = read_table(path, columns)
+    if df.empty:
+        raise ReidError(f"{path}: no rows; run preprocess_data.py again")
+    bad = ~df["img_type"].isin(["q", "g"])
+    if "split" in df.columns:
+        bad |= ~df["split"].isin(["train", "test"])
+    if bad.any():
+        row = df[bad].iloc[0]
+        raise ReidError(f"{path}: row {int(bad.to_numpy().argmax()) + 2} has img_type {row['img_type']!r}"
+                        + (f", split {row['split']!r}" if "split" in df.columns else "")
+                        + " (allowed: img_type q or g; split train or test)")
     return df
 
 
@@ -385,6 +393,13 @@ class SplitImages:
 GROUND_TRUTH = "reid_challenge/ground_truth.csv"
 
 
+def _require_unique(df: pd.DataFrame, column: str, path: Path, what: str) -> None:
+    """Refuse a CSV in which `column` repeats a value (an id must name one image)."""
+    dup = df[column].duplicated()
+    if dup.any():
+        raise ReidError(f"{path}: {what} {df.loc[dup, column].iloc[0]!r} appears more than once")
+
+
 def load_split(root: Path, split: str) -> SplitImages:
     """`test` (labelled; ids are positions, queries first) or `challenge` (anonymous ids, and
     labels only where a `ground_truth.csv` exists, as for synthetic data)."""
@@ -395,11 +410,15 @@ def load_split(root: Path, split: str) -> SplitImages:
                            "player": df["player"]})
         return SplitImages(split, df.assign(id=np.arange(len(df))).reset_index(drop=True), True)
     if split == "challenge":
-        df = load_partition(root / "challenge_df.csv", CHALLENGE_COLUMNS).rename(columns={"player": "id"})
+        path = root / "challenge_df.csv"
+        df = load_partition(path, CHALLENGE_COLUMNS).rename(columns={"player": "id"})
+        _require_unique(df, "id", path, "player (the anonymous id)")
+        _require_unique(df, "img_id", path, "img_id")
         truth = root / GROUND_TRUTH
         if not truth.is_file():
             return SplitImages(split, df.assign(player=-1), False)
-        labels = pd.read_csv(truth, usecols=["img_id", "player"])
+        labels = read_table(truth, {"img_id": str, "player": int})[["img_id", "player"]]
+        _require_unique(labels, "img_id", truth, "img_id")
         df = df.merge(labels, on="img_id", how="left", validate="one_to_one")
         if df["player"].isna().any():
             missing = df.loc[df["player"].isna(), "img_id"]

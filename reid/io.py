@@ -61,6 +61,31 @@ def write_json(obj: Any, path: Path | str) -> Path:
     return path
 
 
+def read_table(path: Path | str, columns: dict[str, type]) -> pd.DataFrame:
+    """A CSV that must have `columns` ({name: int or str}), every cell of them filled, the int
+    ones whole numbers: the one reader of the project's CSV inputs, so every fault names the file,
+    the column and the first bad row (rows counted as in a text editor, the header being 1)."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise ReidError(f"missing {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser and empty-file errors
+        raise ReidError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ReidError(f"{path}: missing columns {', '.join(missing)} (it has {', '.join(df.columns) or 'none'})")
+    for name, kind in columns.items():
+        cells = df[name].str.strip()
+        bad = cells == "" if kind is str else ~cells.str.fullmatch(r"-?\d+")
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            what = "is empty" if cells.iloc[row] == "" else f"is {cells.iloc[row]!r}, not a whole number"
+            raise ReidError(f"{path}: column {name} {what} in row {row + 2}")
+        df[name] = cells.astype(kind)
+    return df
+
+
 def check_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> np.ndarray:
     """A finite 2-D float32 matrix whose shape matches the ids, or a ReidError naming `path`."""
     distmat = np.asarray(distmat)
@@ -276,13 +301,7 @@ def read_labels(path: Path | str) -> dict[str, str]:
     An img_id written as a path (`reid_challenge/query/12.jpeg`) is keyed by its stem (`12`),
     the id the matrices use.
     """
-    path = Path(path)
-    try:
-        df = pd.read_csv(path, dtype=str)
-    except (OSError, ValueError) as exc:
-        raise ReidError(f"{path}: cannot read labels ({exc})") from None
-    if not {"img_id", "player"} <= set(df.columns):
-        raise ReidError(f"{path}: a labels CSV needs the columns img_id and player")
+    df = read_table(path, {"img_id": str, "player": str})
     return {Path(i).stem: p for i, p in zip(df["img_id"], df["player"], strict=True)}
 
 

@@ -13,10 +13,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-import pandas as pd
-
 from reid.errors import ReidError
-from reid.io import write_json
+from reid.io import read_table, write_json
 
 COMPLETE = "complete.json"
 PARTITION = "train_df.csv"
@@ -50,7 +48,7 @@ def data_fingerprint(root: Path) -> str:
         table = csv.read_bytes()
     except OSError as exc:
         raise ReidError(f"cannot read {csv}: {exc.strerror or exc}; run preprocess_data.py first") from None
-    df = pd.read_csv(csv, usecols=["folder", "img_id"])
+    df = read_table(csv, {"folder": str, "img_id": str})
     return images_fingerprint(root, df["folder"] + "/" + df["img_id"], hashlib.sha256(table))
 
 

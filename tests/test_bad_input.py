@@ -298,3 +298,60 @@ def test_loader_workers_leave_ctrl_c_to_the_main_process():
             return int(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
 
     assert [int(x) for x in make_loader(Handlers(), num_workers=1)] == [1, 1]
+
+
+def _csv_case(root, name, edit):
+    """Rewrite one CSV of the dataset with `edit(its text)` (text or bytes)."""
+    path = root / "data_reid" / name
+    content = edit(path.read_text())
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+@pytest.fixture
+def official(tmp_path):
+    write_tree(tmp_path / "data_reid", dataset_files())
+    assert call("preprocess_data.py", f"--data_dir={tmp_path}").returncode == 0
+    (tmp_path / "data_reid" / "reid_challenge" / "ground_truth.csv").write_text(
+        "img_id,player\n" + "".join(f"reid_challenge/{'query' if i < 4 else 'gallery'}/{i}.jpeg,{i % 4}\n"
+                                    for i in range(12)))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"")  # predict reads its data before any checkpoint
+    return tmp_path
+
+
+def first_test_row_without_player(text):
+    lines = text.splitlines()
+    i = next(i for i, line in enumerate(lines) if ",test," in line)
+    cells = lines[i].split(",")
+    cells[2] = ""
+    lines[i] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name, edit, words", [
+    ("train_df.csv", lambda t: "", "not a readable CSV"),
+    ("train_df.csv", lambda t: bytes(range(256)) * 4, "not a readable CSV"),
+    ("train_df.csv", first_test_row_without_player, "column player is empty in row"),
+    ("train_df.csv", lambda t: t.replace(",q,", ",z,", 1), "img_type 'z'"),
+    ("challenge_df.csv", lambda t: "", "not a readable CSV"),
+    ("challenge_df.csv", lambda t: t + t.splitlines()[1] + "\n", "appears more than once"),
+    ("challenge_df.csv", lambda t: t.replace(",q\n", ",z\n", 1), "img_type 'z'"),
+    ("reid_challenge/ground_truth.csv", lambda t: t + t.splitlines()[1] + "\n", "appears more than once"),
+    ("reid_challenge/ground_truth.csv", lambda t: t.replace("img_id,player", "img_id,who"), "missing columns player"),
+    ("reid_challenge/ground_truth.csv", lambda t: t.replace(",1\n", ",one\n", 1), "'one', not a whole number"),
+])
+def test_predict_names_the_csv_at_fault_before_any_work(official, name, edit, words):
+    path = _csv_case(official, name, edit)
+    result = call("predict.py", f"--data_dir={official}", f"--out_dir={official / 'out'}",
+                  f"--checkpoints={official / 'run'}")
+    assert result.returncode == 1 and str(path) in result.stderr and words in result.stderr
+    assert result.stderr.count("\n") == 1 and not (official / "out").exists()
+
+
+def test_training_names_an_empty_player_before_any_work(official):
+    _csv_case(official, "train_df.csv", first_test_row_without_player)
+    result = call("train_our_post_resnet.py", f"--data_dir={official}", f"--checkpoint_dir={official / 'ck'}",
+                  *TRAIN)
+    assert result.returncode == 1 and "column player is empty" in result.stderr
+    assert not (official / "ck").exists()

@@ -19,7 +19,7 @@ def test_partitions_have_the_documented_columns_and_counts(data_dir):
     result = call("preprocess_data.py", f"--data_dir={data_dir}", "--n_folds=3")
     assert result.returncode == 0, result.stderr
     train = pd.read_csv(data_dir / "data_reid" / "train_df.csv")
-    assert list(train.columns) == TRAIN_COLUMNS
+    assert list(train.columns) == list(TRAIN_COLUMNS)
     assert len(train) == (6 + 2) * 3 * 5
     assert (train["split"] == "train").sum() == 6 * 3 * 5
     queries = train[train["img_type"] == "q"]
@@ -28,7 +28,7 @@ def test_partitions_have_the_documented_columns_and_counts(data_dir):
     assert set(train.loc[train["split"] == "test", "folder"]) == {"reid_test/query", "reid_test/gallery"}
     assert set(train["fold"]) == {0, 1, 2}
     challenge = pd.read_csv(data_dir / "data_reid" / "challenge_df.csv")
-    assert list(challenge.columns) == CHALLENGE_COLUMNS
+    assert list(challenge.columns) == list(CHALLENGE_COLUMNS)
     assert (challenge["img_type"] == "q").sum() == 4 and (challenge["img_type"] == "g").sum() == 8
     assert (data_dir / "data_reid" / challenge["img_id"]).map(lambda p: p.is_file()).all()
     assert "train" in result.stdout and "queries" in result.stdout
