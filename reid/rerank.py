@@ -9,7 +9,9 @@ implementation, which runs on either source:
     neighbour lists -> k-reciprocal sets -> expansion -> local query expansion -> Jaccard -> blend
 
 Sets and weights are sparse matrices (scipy CSR): nothing N x N is held besides the inputs.
-§6 of docs/RERANKING.md follows a 4 x 6 example through every step.
+§6 of docs/RERANKING.md follows a 4 x 6 example through every step. With `device=` ("cpu",
+"cuda", a torch.device) the re-rankings run the same steps as torch operations on that device
+instead (reid/rerank_torch.py), with the same results up to float32 rounding.
 Neighbours are the k smallest distances with ties broken by the lower index (a stable sort).
 The public port uses numpy's unstable argsort, so where two distances are exactly equal its
 choice is unspecified; everywhere else both pick the same neighbours.
@@ -24,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from reid import rerank_torch
 from reid.distance import as_features, block_rows, sq_euclidean, sq_euclidean_block, sq_norms
 from reid.errors import ReidError
 
@@ -35,6 +38,7 @@ _STRIP = 512  # columns per strip when copying rows out of a transposed (column-
 _SEGMENT = 32  # columns per segment when picking the candidates for the k smallest of a wide row
 
 Accept = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Device = str | torch.device  # where the torch path runs: "cpu", "cuda", "cuda:1", a torch.device
 
 
 # ---------------------------------------------------------------- sources of the joint matrix
@@ -415,16 +419,25 @@ def _matrices(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray) -> JointMatrice
     return JointMatrices(q_g, q_q, g_g)
 
 
+def _on_device(src: JointMatrices, device: Device) -> rerank_torch.Matrices:
+    """The three checked blocks of `src` as a source on `device`."""
+    return rerank_torch.matrices_source(src.q_g, src.q_q, src.g_g, rerank_torch.as_device(device))
+
+
 def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
-                 lambda_value: float = 0.3) -> np.ndarray:
+                 lambda_value: float = 0.3, device: Device | None = None) -> np.ndarray:
     """k-reciprocal re-ranking of three distance blocks (§1): float32 (nq, ng).
 
     The same numbers as the public port, up to float32 rounding of sums, without its five
     dense N x N arrays: the joint matrix is squared, normalised and ranked a block of rows at a
-    time, and only each row's k1 + 1 nearest neighbours are kept.
+    time, and only each row's k1 + 1 nearest neighbours are kept. With `device`, the blocks are
+    copied there and every step runs in torch.
     """
     _check_params(k1, k2)
-    return _k_reciprocal(_matrices(q_g, q_q, g_g), k1, k2, lambda_value)
+    src = _matrices(q_g, q_q, g_g)
+    if device is not None:
+        return rerank_torch.k_reciprocal(_on_device(src, device), k1, k2, lambda_value)
+    return _k_reciprocal(src, k1, k2, lambda_value)
 
 
 # ---------------------------------------------------------------- §2 hard weight
@@ -497,40 +510,52 @@ def _hard_weight(src: Joint, k1: int, k2: int, lambda_value: float, expansion: f
 
 
 def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
-                lambda_value: float = 0.3, expansion: float = 2 / 3) -> np.ndarray:
+                lambda_value: float = 0.3, expansion: float = 2 / 3, device: Device | None = None) -> np.ndarray:
     """Hard-weight k-reciprocal re-ranking (§2): float32 (nq, ng), independent of image order.
 
     Permuting the images permutes the output and nothing else, except where distances tie
     exactly (ties go to the lower index). The sets Rg[g] and Rh[g] always contain g itself,
     whatever the ties among duplicates; with k2 > k1 the query expansion uses the k2 nearest;
-    with a one-image gallery there is no other image to expand with, so Vg' = Vg.
+    with a one-image gallery there is no other image to expand with, so Vg' = Vg. With
+    `device`, the blocks are copied there and every step runs in torch.
     """
     _check_params(k1, k2)
-    return _hard_weight(_matrices(q_g, q_q, g_g), k1, k2, lambda_value, expansion)
+    src = _matrices(q_g, q_q, g_g)
+    if device is not None:
+        return rerank_torch.hard_weight(_on_device(src, device), k1, k2, lambda_value, expansion)
+    return _hard_weight(src, k1, k2, lambda_value, expansion)
 
 
 # ---------------------------------------------------------------- §3 from features
 
 def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal", k1: int = 20,
                     k2: int = 6, lambda_value: float = 0.3, expansion: float = 2 / 3,
-                    rows: int | None = None) -> np.ndarray:
+                    rows: int | None = None, device: Device | None = None) -> np.ndarray:
     """Re-rank from features (§3): equal to `k_reciprocal` / `hard_weight` of the squared
     Euclidean distances of the same features, without ever holding an N x N matrix.
 
-    `rows` sets how many rows of the joint distance matrix are computed at a time.
+    `rows` sets how many rows of the joint distance matrix are computed at a time. With
+    `device` ("cpu", "cuda", a torch.device) the features are copied there and every step runs
+    in torch (reid/rerank_torch.py); None runs the NumPy/SciPy path.
     """
     _check_params(k1, k2)
+    if method not in ("k_reciprocal", "hard_weight"):
+        raise ReidError(f"unknown re-ranking method {method!r}: use k_reciprocal or hard_weight")
     qf, gf = as_features(qf, "query features"), as_features(gf, "gallery features")
     if qf.shape[1] != gf.shape[1]:
         raise ReidError(f"feature sizes differ: {qf.shape[1]} (queries) and {gf.shape[1]} (gallery)")
     if len(qf) == 0 or len(gf) == 0:
         raise ReidError(f"need at least one query and one gallery image, got {len(qf)} and {len(gf)}")
-    src = JointFeatures(np.concatenate([qf, gf]), len(qf), rows)
+    x = np.concatenate([qf, gf])
+    if device is not None:
+        src = rerank_torch.features_source(x, len(qf), rerank_torch.as_device(device), rows)
+        if method == "k_reciprocal":
+            return rerank_torch.k_reciprocal(src, k1, k2, lambda_value)
+        return rerank_torch.hard_weight(src, k1, k2, lambda_value, expansion)
+    src = JointFeatures(x, len(qf), rows)
     if method == "k_reciprocal":
         return _k_reciprocal(src, k1, k2, lambda_value)
-    if method == "hard_weight":
-        return _hard_weight(src, k1, k2, lambda_value, expansion)
-    raise ReidError(f"unknown re-ranking method {method!r}: use k_reciprocal or hard_weight")
+    return _hard_weight(src, k1, k2, lambda_value, expansion)
 
 
 # The matrices `distance_matrices` returns, by file stem, with the name a table gives each.
@@ -538,15 +563,16 @@ KINDS = {"dist": "plain", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
 
 
 def distance_matrices(qf: np.ndarray, gf: np.ndarray, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-                      rerank_input: str = "squared") -> dict[str, np.ndarray]:
+                      rerank_input: str = "squared", device: Device | None = None) -> dict[str, np.ndarray]:
     """The plain squared Euclidean matrix (`dist`) and both re-rankings of it (`dist_kr`, `dist_hw`).
 
     `rerank_input="squared"` feeds squared Euclidean distances to the re-rankings (the winning
     entry), through the memory-bounded feature path; `"euclidean"` feeds Euclidean ones (what
     the k-reciprocal port, which squares its input, was written for) through the matrix path.
+    `device` is where the re-rankings run (None: the NumPy path).
     """
     plain = sq_euclidean(qf, gf)
-    params = dict(k1=k1, k2=k2, lambda_value=lambda_value)
+    params = dict(k1=k1, k2=k2, lambda_value=lambda_value, device=device)
     if rerank_input == "squared":
         return {"dist": plain,
                 "dist_kr": rerank_features(qf, gf, method="k_reciprocal", **params),
