@@ -18,6 +18,7 @@ from reid import synthetic
 from reid.config import Count, NonNegative, Positive, format_config, run
 from reid.errors import ReidError
 from reid.fetch import copy_member, download, find_member, local_source, md5sum, safe_extract
+from reid.io import require_writable
 
 MARKER = ".download.json"
 
@@ -87,6 +88,7 @@ def fetch_dataset_zip(cfg: Config, downloads: Path) -> tuple[Path, str, list[Pat
 
 def main(cfg: Config) -> None:
     print(format_config(cfg))
+    require_writable(cfg.data_dir, "data_dir")
     target = cfg.data_dir / "data_reid"
     if cfg.synthetic:
         make_synthetic(cfg, target)

@@ -25,7 +25,7 @@ from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
 from reid.features import extract_features
 from reid.fusion import mean_fuse
-from reid.io import write_csv, write_json, write_outputs
+from reid.io import require_writable, write_csv, write_json, write_outputs
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
 from reid.rerank import KINDS, distance_matrices
@@ -153,6 +153,7 @@ def main(cfg: Config) -> None:
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     check_entries(cfg.checkpoints)
+    require_writable(cfg.out_dir, "out_dir")
     if not cfg.splits:
         raise ReidError("no splits given: --splits=test,challenge (or one of them)")
     device = resolve_device(cfg.device)

@@ -12,7 +12,7 @@ from typing import Annotated
 from reid.config import Range, format_config, run
 from reid.data import build_challenge_df, build_train_df, image_paths, require_images
 from reid.errors import ReidError
-from reid.io import write_csv
+from reid.io import require_writable, write_csv
 
 Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 
@@ -28,6 +28,7 @@ def main(cfg: Config) -> None:
     root = cfg.data_dir / "data_reid"
     if not root.is_dir():
         raise ReidError(f"missing dataset folder {root}: run download.py first")
+    require_writable(root, "data_dir")
     train_df = build_train_df(root, cfg.n_folds)
     challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
     require_images(image_paths(root, train_df), "the training and test folders")

@@ -51,12 +51,12 @@ from reid.data import (
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
 from reid.features import autocast, extract_features
-from reid.io import write_csv
+from reid.io import require_writable, write_csv, write_error
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder, load_torch_file
 from reid.rerank import distance_matrices
-from reid.runs import COMPLETE, RESUMABLE, data_fingerprint, recipe_changes, write_complete
+from reid.runs import COMPLETE, RESUMABLE, data_fingerprint, hold_run, recipe_changes, write_complete
 from reid.transforms import eval_transform, train_transform
 from reid.visualize import training_curves
 
@@ -156,10 +156,17 @@ class Siamese(nn.Module):
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name, then rename: a crash never leaves half a checkpoint."""
+    """torch.save to a temporary name, then rename: a crash or a full disk never leaves half a
+    checkpoint, nor the temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from None
+        raise ReidError(f"cannot write {path} (disk full?): {str(exc).splitlines()[0]}") from None
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -242,9 +249,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_
 
 def fit(cfg: TrainConfig) -> Path:
     """Train as `cfg` says; returns the run folder."""
+    require_writable(cfg.checkpoint_dir, "checkpoint_dir")
     ctx = init_distributed(cfg.device)
     try:
-        return _fit(cfg, ctx)
+        with hold_run(Path(cfg.checkpoint_dir) / cfg.run_name) if ctx.main else contextlib.nullcontext():
+            return _fit(cfg, ctx)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -328,13 +337,15 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
             state["history"].append(row)
             weights = {"model": model.encoder.state_dict(), "config": to_dict(cfg), "data": data,
                        "data_config": data_cfg.to_dict(), "epoch": epoch + 1, "metrics": row}
-            if row["mAP"] > state["best_map"]:
-                state["best_map"] = row["mAP"]
-                save_atomic(weights, run_dir / "best.pt")
+            improved = row["mAP"] > state["best_map"]
+            state["best_map"] = max(row["mAP"], state["best_map"])
+            # last.pt first: a failure in between leaves a resumable run, never a best.pt alone
             save_atomic(weights | state | {"criterion": model.criterion.state_dict(),
                                            "optimizer": optimizer.state_dict(),
                                            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                                            "rng": rngs}, run_dir / "last.pt")
+            if improved:
+                save_atomic(weights, run_dir / "best.pt")
             # rewritten from the checkpointed history, so a resume never duplicates a row
             history = pd.DataFrame(state["history"])
             write_csv(history, run_dir / "metrics.csv")

@@ -7,7 +7,6 @@ symbolic links before writing a single file.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import shutil
 import stat
@@ -21,6 +20,7 @@ import requests
 from tqdm import tqdm
 
 from reid.errors import ReidError
+from reid.io import write_error
 
 CHUNK = 1 << 20
 NET_CHUNK = 1 << 16  # small, so a dropped connection loses little of what arrived
@@ -46,12 +46,6 @@ def md5sum(path: Path) -> str:
         for block in iter(lambda: f.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _disk_error(exc: OSError, path: Path) -> ReidError:
-    if exc.errno == errno.ENOSPC:
-        return ReidError(f"disk full while writing {path}: free some space and run again")
-    return ReidError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _complete_part(response: requests.Response, offset: int) -> bool:
@@ -91,7 +85,7 @@ def _stream_once(url: str, part: Path, timeout: float) -> None:
                 requests.exceptions.ChunkedEncodingError) as exc:
             raise _Retryable(f"connection lost: {exc}") from None
         except OSError as exc:
-            raise _disk_error(exc, part) from None
+            raise write_error(exc, part) from None
     if total is not None and part.stat().st_size != total:
         raise _Retryable(f"connection closed after {part.stat().st_size} of {total} bytes")
 
@@ -144,7 +138,7 @@ def copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> 
                 out.write(block)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise _disk_error(exc, dest) from None
+        raise write_error(exc, dest) from None
     tmp.replace(dest)
     return digest.hexdigest()
 
@@ -191,4 +185,4 @@ def copy_stream(src: BinaryIO, dest: Path) -> None:
         with open(dest, "wb") as out:
             shutil.copyfileobj(src, out, CHUNK)
     except OSError as exc:
-        raise _disk_error(exc, dest) from None
+        raise write_error(exc, dest) from None

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from reid.errors import ReidError
-from reid.io import labels_for, load_aligned, write_outputs
+from reid.io import labels_for, load_aligned, require_writable, write_outputs
 from reid.metrics import evaluate
 from reid.rerank import smallest
 
@@ -79,6 +79,7 @@ def fuse_files(inputs: Sequence[Path], fuse: Callable[[list[np.ndarray]], np.nda
     The shared body of sim_fuse.py and dissim_fuse.py: only `fuse` differs between them.
     """
     check_inputs(inputs, out_dir)
+    require_writable(out_dir, "out_dir")
     mats, query_ids, gallery_ids = load_aligned(inputs)
     fused = fuse(mats)
     lines = []

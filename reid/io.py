@@ -8,6 +8,7 @@ interrupted run never leaves half a file behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -33,18 +34,42 @@ def _umask() -> int:
     return mask
 
 
+def write_error(exc: OSError, path: Path) -> ReidError:
+    """One line for a failed write: a full disk said as such, else the system's reason."""
+    if exc.errno == errno.ENOSPC:
+        return ReidError(f"disk full while writing {path}: free some space and run again")
+    return ReidError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def require_writable(folder: Path | str, option: str) -> Path:
+    """Refuse, before any work, an output folder that cannot be made or written: a path through a
+    file, or a read-only place. Creates nothing."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ReidError(f"--{option}={folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ReidError(f"--{option}={folder}: {existing} is not writable")
+    return folder
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to `path` through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a file should get what open() gives
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise write_error(exc, path) from None
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink()
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> Path:

@@ -8,13 +8,16 @@ A run that finished writes a completion record last; a run folder without one wa
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from reid.errors import ReidError
-from reid.io import read_table, write_json
+from reid.io import read_table, write_error, write_json
 
 COMPLETE = "complete.json"
 PARTITION = "train_df.csv"
@@ -23,6 +26,32 @@ NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num
                         "eval_batch_size", "rerank_eval"})
 # More epochs extend a resumed run at lr_end (its schedule, restored with it, keeps its length).
 RESUMABLE = NOT_RECIPE | {"epochs"}
+
+
+@contextmanager
+def hold_run(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder for this process (an exclusive lock on the folder itself): a second
+    training into it stops at once instead of interleaving its checkpoints with this one's.
+    Folders made here and left empty by a failure are removed."""
+    run_dir = Path(run_dir)
+    made = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # removed again if left empty
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, run_dir) from None
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReidError(f"{run_dir} is being written by another training; wait for it to end or "
+                            "choose another --run_name") from None
+        yield
+    finally:
+        os.close(fd)
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def images_fingerprint(root: Path, images: Iterable[str], digest: Any = None) -> str:

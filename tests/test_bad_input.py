@@ -7,12 +7,14 @@ clean one-line error raises, so a passing case also shows there was no traceback
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -355,3 +357,45 @@ def test_training_names_an_empty_player_before_any_work(official):
                   *TRAIN)
     assert result.returncode == 1 and "column player is empty" in result.stderr
     assert not (official / "ck").exists()
+
+
+def test_a_run_folder_in_use_is_refused(official):
+    from reid.runs import hold_run
+
+    with hold_run(official / "ck" / "resnet50"):
+        result = call("train_our_post_resnet.py", f"--data_dir={official}", f"--checkpoint_dir={official / 'ck'}",
+                      *TRAIN)
+    assert result.returncode == 1 and "being written by another training" in result.stderr
+    assert not (official / "ck" / "resnet50").exists(), "the empty folder goes with the lock"
+
+
+@pytest.mark.parametrize("script, option", [
+    ("train_our_post_resnet.py", "checkpoint_dir"),
+    ("predict.py", "out_dir"),
+    ("sim_fuse.py", "out_dir"),
+    ("download.py", "data_dir"),
+])
+def test_an_output_folder_under_a_file_is_refused_before_any_work(official, matrices, script, option):
+    (official / "taken").write_text("a file")
+    target = official / "taken" / "sub"
+    args = {"train_our_post_resnet.py": [f"--data_dir={official}", *TRAIN],
+            "predict.py": [f"--data_dir={official}", f"--checkpoints={official / 'run'}"],
+            "sim_fuse.py": [f"--inputs={matrices[0]},{matrices[1]}"],
+            "download.py": ["--synthetic=true", "--synthetic_size=tiny"]}[script]
+    result = call(script, *args, f"--{option}={target}")
+    assert result.returncode == 1 and f"--{option}={target}" in result.stderr and "is a file" in result.stderr
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos")])
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch, failure):
+    from reid import engine
+
+    def full(obj, path):
+        Path(path).write_bytes(b"partial")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ReidError, match="disk full"):
+        engine.save_atomic({"x": 1}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
