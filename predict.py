@@ -25,7 +25,7 @@ from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
 from reid.features import extract_features
 from reid.fusion import mean_fuse
-from reid.io import require_writable, write_csv, write_json, write_outputs
+from reid.io import folder_as_unit, require_writable, write_csv, write_json, write_outputs
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
 from reid.rerank import KINDS, distance_matrices
@@ -183,23 +183,23 @@ def main(cfg: Config) -> None:
                                      cfg.rerank_input)
             per_split[split.name].append(mats)
             folder = cfg.out_dir / run_name / split.name
-            write_split(folder, mats, split, root, [sources[-1]])
-            print(f"wrote {folder}")
+            with folder_as_unit(folder) as stage:
+                write_split(stage, mats, split, root, [sources[-1]])
+                if cfg.visualize:
+                    ranked_sheet(stage / "ranked.png", mats["dist"], [root / p for p in split.query["img_id"]],
+                                 [root / p for p in split.gallery["img_id"]],
+                                 split.query["player"].to_numpy() if split.labelled else None,
+                                 split.gallery["player"].to_numpy() if split.labelled else None,
+                                 n_queries=cfg.visualize_queries, title=f"{run_name} {split.name}")
+            print(f"wrote {folder}" + (f" (with {folder / 'ranked.png'})" if cfg.visualize else ""))
             if split.labelled:
                 table += [(run_name, split.name, kind, s) for kind, s in scores(mats, split)]
-            if cfg.visualize:
-                sheet = ranked_sheet(folder / "ranked.png", mats["dist"],
-                                     [root / p for p in split.query["img_id"]],
-                                     [root / p for p in split.gallery["img_id"]],
-                                     split.query["player"].to_numpy() if split.labelled else None,
-                                     split.gallery["player"].to_numpy() if split.labelled else None,
-                                     n_queries=cfg.visualize_queries, title=f"{run_name} {split.name}")
-                print(f"wrote {sheet}")
     if len(cfg.checkpoints) > 1:
         for split in splits:
             runs = per_split[split.name]
             mats = {name: mean_fuse([r[name] for r in runs]) for name in KINDS}
-            write_split(cfg.out_dir / MEAN / split.name, mats, split, root, sources)
+            with folder_as_unit(cfg.out_dir / MEAN / split.name) as stage:
+                write_split(stage, mats, split, root, sources)
             if split.labelled:
                 table += [(MEAN, split.name, kind, s) for kind, s in scores(mats, split)]
     print_table(table)

@@ -13,9 +13,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -70,6 +72,30 @@ def _atomic_write(path: Path, data: bytes) -> None:
     finally:
         if tmp is not None and Path(tmp).exists():
             Path(tmp).unlink()
+
+
+@contextmanager
+def folder_as_unit(folder: Path | str) -> Iterator[Path]:
+    """Write a folder's files all or none: the caller writes into a staging folder beside it,
+    which replaces the folder only once every file is there. A failure part-way leaves the
+    folder as it was, never old files mixed with new ones."""
+    folder = Path(folder)
+    stage, old = folder.with_name(f".{folder.name}.partial"), folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        stage.mkdir(parents=True)
+    except OSError as exc:
+        raise write_error(exc, stage) from None
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    stage.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> Path:

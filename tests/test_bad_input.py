@@ -399,3 +399,26 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_tempora
     with pytest.raises(ReidError, match="disk full"):
         engine.save_atomic({"x": 1}, tmp_path / "last.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_predict_writes_a_folder_all_or_none(official, monkeypatch):
+    """A second prediction into the same folder that fails part-way leaves the first one whole."""
+    import predict
+
+    args = [f"--data_dir={official}", f"--out_dir={official / 'out'}", "--num_workers=0", "--splits=test",
+            "--checkpoints=pretrained:efficientnet_lite0@32", "--k1=5", "--k2=2"]
+    assert call("predict.py", *args).returncode == 0
+    folder = official / "out" / "pretrained_efficientnet_lite0_32" / "test"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = predict.write_outputs
+
+    def fail_on_the_second(out_dir, distmat, q, g, name="dist"):
+        if name == "dist_kr":
+            raise ReidError("simulated failure part-way")
+        return real(out_dir, distmat * 2, q, g, name)
+
+    monkeypatch.setattr(predict, "write_outputs", fail_on_the_second)
+    assert call("predict.py", *args).returncode == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["test"], "no staging folder left"
