@@ -25,7 +25,7 @@ from reid.engine import amp_dtype, load_checkpoint, resolve_device
 from reid.errors import ReidError
 from reid.features import extract_features
 from reid.fusion import mean_fuse
-from reid.io import folder_as_unit, require_writable, write_csv, write_json, write_outputs
+from reid.io import PROVENANCE, folder_as_unit, require_writable, write_csv, write_json, write_outputs
 from reid.metrics import evaluate
 from reid.models import DataConfig, build_encoder
 from reid.rerank import KINDS, distance_matrices
@@ -137,7 +137,7 @@ def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages, r
     for name, mat in mats.items():
         write_outputs(folder, mat, ids_q, ids_g, name)
     write_json({"split": split.name, "images": images_fingerprint(root, split.df["img_id"]),
-                "sources": sources}, folder / "provenance.json")
+                "sources": sources}, folder / PROVENANCE)
     if split.labelled:
         labels = split.df[["id", "player", "img_id"]].rename(columns={"id": "img_id", "img_id": "path"})
         write_csv(labels, folder / "labels.csv")

@@ -6,13 +6,14 @@ them from disk checks the id files, these functions check the shapes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from reid.errors import ReidError
-from reid.io import labels_for, load_aligned, require_writable, write_outputs
+from reid.io import PROVENANCE, labels_for, load_aligned, require_writable, write_json, write_outputs
 from reid.metrics import evaluate
 from reid.rerank import smallest
 
@@ -35,7 +36,8 @@ def mean_fuse(mats: Sequence[np.ndarray], weights: Sequence[float] | None = None
     stack = _stack(mats)
     w = np.ones(len(stack)) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != (len(stack),) or (w < 0).any() or w.sum() <= 0:
-        raise ReidError(f"need one non-negative weight per matrix with a positive sum, got {list(w)}")
+        raise ReidError(f"need one non-negative weight per matrix with a positive sum, got {w.tolist()} for "
+                        f"{len(stack)} matrices")
     return np.tensordot(w / w.sum(), stack, axes=1).astype(np.float32)
 
 
@@ -80,13 +82,42 @@ def fuse_files(inputs: Sequence[Path], fuse: Callable[[list[np.ndarray]], np.nda
     """
     check_inputs(inputs, out_dir)
     require_writable(out_dir, "out_dir")
+    images = same_images([*inputs, *([labels] if labels is not None else [])])
     mats, query_ids, gallery_ids = load_aligned(inputs)
     fused = fuse(mats)
     lines = []
     if labels is not None:  # before writing: a bad labels file must not leave an unscored output
         s = evaluate(fused, labels_for(labels, query_ids), labels_for(labels, gallery_ids))
         lines.append(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
-    return [f"wrote {path}" for path in write_outputs(out_dir, fused, query_ids, gallery_ids)] + lines
+    written = write_outputs(out_dir, fused, query_ids, gallery_ids)
+    if images is not None:  # so that a fusion of this fusion is checked the same way
+        written.append(write_json(images | {"sources": [str(Path(p).resolve()) for p in inputs]},
+                                  Path(out_dir) / PROVENANCE))
+    return [f"wrote {path}" for path in written] + lines
+
+
+def same_images(paths: Sequence[Path]) -> dict | None:
+    """The split and image fingerprint that the files' provenance.json (written by predict.py
+    beside them) agree on, or None where none has one. Ids that are positions (the test split's)
+    name different images in different datasets, and the same positions of another split: such
+    inputs, or labels of other images, are refused rather than silently scored."""
+    seen: dict[Path, dict] = {}
+    for path in paths:
+        record = Path(path).parent / PROVENANCE
+        if record.is_file():
+            try:
+                data = json.loads(record.read_text())
+            except (OSError, ValueError) as exc:
+                raise ReidError(f"{record}: cannot read ({exc})") from None
+            seen[Path(path)] = {"split": data.get("split"), "images": data.get("images")}
+    if not seen:
+        return None
+    first, expected = next(iter(seen.items()))
+    for path, found in seen.items():
+        if found != expected:
+            raise ReidError(f"{path} belongs to other images than {first} (the {found['split']} split vs the "
+                            f"{expected['split']} split, or another dataset; see their {PROVENANCE})")
+    return expected
 
 
 def check_inputs(inputs: Sequence[Path], out_dir: Path) -> None:

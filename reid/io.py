@@ -27,6 +27,7 @@ from reid.errors import ReidError
 QUERY_IDS = "query_ids.txt"
 GALLERY_IDS = "gallery_ids.txt"
 MANIFEST = "matrices.json"
+PROVENANCE = "provenance.json"  # what a folder's matrices were computed from (predict.py, the fusions)
 
 
 def _umask() -> int:
@@ -145,8 +146,10 @@ def check_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) 
     if distmat.shape != (len(query_ids), len(gallery_ids)):
         raise ReidError(f"{path}: matrix shape {distmat.shape} does not match "
                         f"{len(query_ids)} query ids and {len(gallery_ids)} gallery ids")
-    if not np.issubdtype(distmat.dtype, np.number) or not np.isfinite(distmat).all():
-        raise ReidError(f"{path}: distance matrix contains NaN, inf or non-numbers")
+    if not (np.issubdtype(distmat.dtype, np.floating) or np.issubdtype(distmat.dtype, np.integer)):
+        raise ReidError(f"{path}: a distance matrix holds real numbers, not {distmat.dtype}")
+    if not np.isfinite(distmat).all():
+        raise ReidError(f"{path}: distance matrix contains NaN or inf")
     for name, ids in (("query", query_ids), ("gallery", gallery_ids)):
         if len(set(map(str, ids))) != len(ids):
             raise ReidError(f"{path}: {name} ids are not unique")
@@ -190,6 +193,8 @@ def read_submission(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ReidError(f"{path}: empty file")
+    if lines[0].rstrip().endswith(","):
+        raise ReidError(f"{path}: the first row ends with a comma (the official CSV has none after the last id)")
     header = [c.strip() for c in lines[0].split(",")]
     if header[0] != "0" or len(header) < 2:
         raise ReidError(f"{path}: not an official submission CSV (first row must be 0 then the gallery ids)")
