@@ -77,7 +77,8 @@ def fetch_dataset_zip(cfg: Config, downloads: Path) -> tuple[Path, str, list[Pat
     try:
         archive = zipfile.ZipFile(outer)
     except zipfile.BadZipFile as exc:
-        raise ReidError(f"{outer}: not a valid zip archive ({exc}); delete it to download again") from None
+        advice = "delete it to download again" if outer in made else "is it the repository's zip?"
+        raise ReidError(f"{outer}: not a valid zip archive ({exc}); {advice}") from None
     with archive:
         inner = downloads / Path(cfg.inner_zip).name
         downloads.mkdir(parents=True, exist_ok=True)

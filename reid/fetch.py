@@ -37,7 +37,9 @@ def local_source(url: str) -> Path | None:
         return Path(unquote(parsed.path))
     if parsed.scheme in ("http", "https"):
         return None
-    return Path(url)
+    if len(parsed.scheme) > 1:  # a one-letter scheme is a Windows drive, i.e. a path
+        raise ReidError(f"--url={url}: {parsed.scheme}:// is not supported; use http(s)://, file:// or a path")
+    return Path(url).expanduser()
 
 
 def md5sum(path: Path) -> str:
@@ -105,11 +107,9 @@ def download(url: str, dest: Path, retries: int = 5, timeout: float = 30.0,
             break
         except _Retryable as exc:
             if attempt == retries:
-                kept = part.stat().st_size if part.exists() else 0
-                raise ReidError(
-                    f"download of {url} failed after {retries} retries ({exc}); "
-                    f"{kept} bytes kept in {part}: run again to resume"
-                ) from None
+                kept = (f"{part.stat().st_size} bytes kept in {part}: run again to resume"
+                        if part.exists() and part.stat().st_size else "nothing was received")
+                raise ReidError(f"download of {url} failed after {retries} retries ({exc}); {kept}") from None
             wait = backoff * 2**attempt
             print(f"{exc}; retrying in {wait:.0f} s")
             time.sleep(wait)

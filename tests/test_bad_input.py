@@ -476,3 +476,17 @@ def test_a_trailing_comma_in_a_submission_is_named(tmp_path, matrices):
     csv.write_text("0,10,11,12,13,14,\n1,0.1,0.2,0.3,0.4,0.5\n")
     result = call("sim_fuse.py", f"--inputs={csv},{csv.with_name('other.csv')}", f"--out_dir={tmp_path / 'o'}")
     assert result.returncode == 1 and "ends with a comma" in result.stderr
+
+
+@pytest.mark.parametrize("url, words, absent", [
+    ("ftp://example.org/x.zip", "ftp:// is not supported", "no such file"),
+    ("http://127.0.0.1:1/x.zip", "nothing was received", "bytes kept"),
+    ("{local}", "is it the repository's zip?", "delete it"),
+])
+def test_download_says_what_is_wrong_with_the_url(tmp_path, url, words, absent):
+    local = tmp_path / "mine.zip"
+    local.write_text("not a zip")
+    result = call("download.py", f"--url={url.format(local=local)}", f"--data_dir={tmp_path / 'd'}",
+                  "--retries=0", "--timeout=2")
+    assert result.returncode == 1 and words in result.stderr and absent not in result.stderr
+    assert local.read_text() == "not a zip"
