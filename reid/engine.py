@@ -8,6 +8,7 @@ only rank 0 evaluates, prints and writes. `last.pt` holds all that an exact resu
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -242,9 +243,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_
     """Linear warm-up from 0 to `lr`, then polynomial decay to `lr_end`, stepped per update."""
     total = cfg.epochs * updates_per_epoch
     warmup = min(int(round(cfg.warmup_epochs * updates_per_epoch)), total - 1)
-    return PolyLRScheduler(optimizer, t_initial=max(total - warmup, 1), power=cfg.poly_power,
-                           lr_min=cfg.lr_end, warmup_t=warmup, warmup_lr_init=0.0,
-                           warmup_prefix=True, t_in_epochs=False)
+    # A one-update decay makes timm warn about *cosine* annealing: misleading on a poly schedule.
+    timm_log = logging.getLogger("timm.scheduler.poly_lr")
+    level = timm_log.level
+    timm_log.setLevel(logging.ERROR)
+    try:
+        return PolyLRScheduler(optimizer, t_initial=max(total - warmup, 1), power=cfg.poly_power,
+                               lr_min=cfg.lr_end, warmup_t=warmup, warmup_lr_init=0.0,
+                               warmup_prefix=True, t_in_epochs=False)
+    finally:
+        timm_log.setLevel(level)
 
 
 def fit(cfg: TrainConfig) -> Path:

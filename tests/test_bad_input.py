@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, call, dataset_files, write_tree
+from conftest import REPO, call, dataset_files, run_script, write_tree
 from reid.errors import ReidError
 from reid.io import save_matrix
 
@@ -490,3 +490,16 @@ def test_download_says_what_is_wrong_with_the_url(tmp_path, url, words, absent):
                   "--retries=0", "--timeout=2")
     assert result.returncode == 1 and words in result.stderr and absent not in result.stderr
     assert local.read_text() == "not a zip"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, bad, words", [next(c for c in CASES if c[0] == s) for s in
+                                                 dict.fromkeys(c[0] for c in CASES)])
+def test_a_real_process_prints_one_line_and_no_traceback(tmp_path, script, bad, words):
+    """The same table, one case per script, as a user's shell runs it."""
+    args = [a for a in (f"--data_dir={tmp_path / 'data'}", f"--out_dir={tmp_path / 'out'}",
+                        f"--checkpoint_dir={tmp_path / 'ck'}") if a.split("=")[0].lstrip("-") in _fields(script)]
+    done = run_script(script, *args, *(TRAIN if script.startswith("train") else []), bad, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and words in done.stderr
+    assert folders(tmp_path) == set()
