@@ -503,3 +503,24 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path, script, bad, 
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and words in done.stderr
     assert folders(tmp_path) == set()
+
+
+def test_training_lists_an_unreadable_validation_image_before_the_first_epoch(official):
+    image = sorted((official / "data_reid" / "reid_test" / "gallery").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:-10])
+    result = call("train_our_post_resnet.py", f"--data_dir={official}", f"--checkpoint_dir={official / 'ck'}",
+                  *TRAIN)
+    assert result.returncode == 1 and "1 unreadable images" in result.stderr and image.name in result.stderr
+    assert "steps per epoch on" not in result.stdout, "refused before the training loop was set up"
+    assert not (official / "ck").exists()
+
+
+def test_partitions_honour_the_umask(tmp_path):
+    write_tree(tmp_path / "data_reid", dataset_files())
+    old = os.umask(0o002)
+    try:
+        assert call("preprocess_data.py", f"--data_dir={tmp_path}").returncode == 0
+    finally:
+        os.umask(old)
+    for name in ("train_df.csv", "challenge_df.csv"):
+        assert (tmp_path / "data_reid" / name).stat().st_mode & 0o777 == 0o664
