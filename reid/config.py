@@ -133,11 +133,14 @@ def field_comments(cls: type) -> dict[str, str]:
 def usage(cls: type) -> str:
     """A table of every field: name, default and comment."""
     comments = field_comments(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     defaults = to_dict(cls())
     lines = [f"options (--field=value), from {cls.__module__}.{cls.__qualname__}:"]
     for name, default in defaults.items():
         typed = ",".join(map(str, default)) if isinstance(default, list) else default
-        lines.append(f"  {f'--{name}={typed}':<40} {comments.get(name, '')}".rstrip())
+        rules = [str(r) for r in getattr(hints[name], "__metadata__", ()) if isinstance(r, Range)]
+        allowed = f" [{'; '.join(rules)}]" if rules else ""
+        lines.append(f"  {f'--{name}={typed}':<40} {comments.get(name, '')}{allowed}".rstrip())
     return "\n".join(lines)
 
 

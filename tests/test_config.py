@@ -61,3 +61,15 @@ def test_scripts_reject_unknown_fields_without_traceback():
     assert result.returncode == 1
     assert "unknown field --n_fold" in result.stderr and "n_folds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_says_what_each_number_allows():
+    from reid.config import PositiveInt, Probability
+
+    @dataclass
+    class Ranged:
+        batch: PositiveInt = 8  # pairs per step
+        p: Probability = 0.5  # chance of a flip
+
+    text = usage(Ranged)
+    assert "pairs per step [at least 1]" in text and "chance of a flip [at least 0 and at most 1]" in text
