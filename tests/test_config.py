@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_script
-from reid.config import parse_args, save_config, usage
+from reid.config import PositiveInt, Probability, parse_args, save_config, usage
 from reid.errors import ReidError
 
 
@@ -64,8 +64,6 @@ def test_scripts_reject_unknown_fields_without_traceback():
 
 
 def test_help_says_what_each_number_allows():
-    from reid.config import PositiveInt, Probability
-
     @dataclass
     class Ranged:
         batch: PositiveInt = 8  # pairs per step
