@@ -7,7 +7,7 @@ whole matrix computed at once (up to the rounding of the matrix product).
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -65,3 +65,13 @@ def sq_euclidean(a: np.ndarray, b: np.ndarray, rows: int | None = None) -> np.nd
     for start, block in sq_euclidean_blocks(a, b, rows):
         out[start:start + len(block)] = block
     return out
+
+
+def joint_lookups(i: Any, j: Any, nq: int, q_q: Any, q_g: Any, g_g: Any) -> Iterator[tuple[Any, Any]]:
+    """(selection, values) of D[i, j] from the block that holds each pair: q_q, q_g, q_g
+    transposed or g_g. Index arrays and blocks may be NumPy arrays or torch tensors alike."""
+    for i_query, j_query, block, transpose in ((True, True, q_q, False), (True, False, q_g, False),
+                                               (False, True, q_g, True), (False, False, g_g, False)):
+        sel = ((i < nq) == i_query) & ((j < nq) == j_query)
+        r, c = i[sel] - (0 if i_query else nq), j[sel] - (0 if j_query else nq)
+        yield sel, block[c, r] if transpose else block[r, c]

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 import torch
 
 from reid import rerank_torch
-from reid.distance import as_features, block_rows, sq_euclidean, sq_euclidean_block, sq_norms
+from reid.distance import as_features, block_rows, joint_lookups, sq_euclidean, sq_euclidean_block, sq_norms
 from reid.errors import ReidError
 
 _TRIPLES = 1 << 17  # (query, shared column, gallery) triples per chunk of the Jaccard step: fits in cache
@@ -94,13 +94,9 @@ class JointMatrices:
 
     def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """D[i, j] for index arrays, read from whichever block holds each pair."""
-        nq = self.nq
         out = np.empty(len(i), dtype=np.result_type(self.q_g, self.q_q, self.g_g))
-        for i_query, j_query, block, transpose in ((True, True, self.q_q, False), (True, False, self.q_g, False),
-                                                   (False, True, self.q_g, True), (False, False, self.g_g, False)):
-            sel = ((i < nq) == i_query) & ((j < nq) == j_query)
-            r, c = i[sel] - (0 if i_query else nq), j[sel] - (0 if j_query else nq)
-            out[sel] = block[c, r] if transpose else block[r, c]
+        for sel, values in joint_lookups(i, j, self.nq, self.q_q, self.q_g, self.g_g):
+            out[sel] = values
         return out
 
 

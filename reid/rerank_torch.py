@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reid.distance import joint_lookups
 from reid.errors import ReidError
 
 # Per device type: entries per block of the joint matrix (1 GiB of float32 on CUDA), and entries
@@ -141,13 +142,9 @@ class Matrices:
 
     def entries(self, i: Tensor, j: Tensor) -> Tensor:
         """D[i, j], read from whichever block holds each pair."""
-        nq = self.nq
         out = torch.empty(len(i), dtype=self.q_g.dtype, device=self.q_g.device)
-        for i_query, j_query, block, transpose in ((True, True, self.q_q, False), (True, False, self.q_g, False),
-                                                   (False, True, self.q_g, True), (False, False, self.g_g, False)):
-            sel = ((i < nq) == i_query) & ((j < nq) == j_query)
-            r, c = i[sel] - (0 if i_query else nq), j[sel] - (0 if j_query else nq)
-            out[sel] = block[c, r] if transpose else block[r, c]
+        for sel, values in joint_lookups(i, j, self.nq, self.q_q, self.q_g, self.g_g):
+            out[sel] = values
         return out
 
 
