@@ -82,6 +82,8 @@ def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
     one = load_checkpoint(tmp_path / "one" / "eva02_l448" / "last.pt")
     two = load_checkpoint(tmp_path / "two" / "eva02_l448" / "last.pt")
     assert one["model"].keys() == two["model"].keys()
+    assert len(two["rng"]) == 2 and not torch.equal(two["rng"][0]["torch"], two["rng"][1]["torch"]), \
+        "each rank draws its own random numbers, and each rank's state is kept for the resume"
     torch.manual_seed(1)
     init = build_encoder("test_vit", False, img_size=32)[0].state_dict()
     moved = max((one["model"][k] - v).abs().max().item() for k, v in init.items())
