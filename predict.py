@@ -87,9 +87,9 @@ def run_name_of(entry: Path) -> str:
     return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
 
 
-def check_entries(entries: tuple[Path, ...]) -> list[str]:
-    """Each entry's output folder name, before any work: every entry must exist or be a
-    well-formed pretrained model, and no two may write into one folder (nor into `mean`)."""
+def check_entries(entries: tuple[Path, ...]) -> None:
+    """Before any work: every entry must exist or be a well-formed pretrained model, and no two
+    may write into one output folder (nor into `mean`)."""
     names = [run_name_of(e) for e in entries]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -98,7 +98,6 @@ def check_entries(entries: tuple[Path, ...]) -> list[str]:
         if name == MEAN and len(entries) > 1:
             raise ReidError(f"--checkpoints: {entries[i]} would write {MEAN}/, where the mean of all goes; "
                             "rename its run folder")
-    return names
 
 
 def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, DataConfig, str]:
