@@ -192,7 +192,10 @@ class ClipVisual(nn.Module):
         return self.visual(x)
 
 
-def _open_clip_encoder(spec: str, pretrained: bool | Path, projection: bool) -> tuple[nn.Module, DataConfig]:
+def _open_clip_encoder(spec: str, pretrained: bool | Path, projection: bool,
+                       img_size: int | None = None) -> tuple[nn.Module, DataConfig]:
+    """The visual tower of an open_clip model. At another `img_size` than its own, the tower is
+    built for that size and open_clip resizes the positional embedding of loaded weights."""
     import open_clip
 
     arch, _, tag = spec.removeprefix(OPEN_CLIP_PREFIX).partition(":")
@@ -200,8 +203,10 @@ def _open_clip_encoder(spec: str, pretrained: bool | Path, projection: bool) -> 
         raise ReidError(f"unknown open_clip model {arch!r}")
     weights = str(pretrained) if isinstance(pretrained, Path) else (tag or None) if pretrained else None
     try:
-        model = open_clip.create_model(arch, pretrained=weights)
-    except Exception as exc:  # network, cache or tag failures all surface here
+        model = open_clip.create_model(arch, pretrained=weights, force_image_size=img_size)
+    except Exception as exc:  # network, cache, tag or file failures all surface here
+        if isinstance(pretrained, Path):
+            raise ReidError(f"{pretrained} does not fit {spec}: {str(exc).splitlines()[0][:300]}") from None
         raise _hub_error(spec, exc) from None
     visual = model.visual
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
@@ -259,7 +264,7 @@ def build_encoder(name: str, pretrained: bool | str | Path = True, img_size: int
     """
     pretrained = parse_pretrained(pretrained)
     if name.startswith(OPEN_CLIP_PREFIX):
-        model, data = _open_clip_encoder(name, pretrained, clip_projection)
+        model, data = _open_clip_encoder(name, pretrained, clip_projection, img_size)
     else:
         model, data = _timm_encoder(name, pretrained, img_size)
     if img_size:

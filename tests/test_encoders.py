@@ -45,6 +45,21 @@ def test_open_clip_visual_tower_with_and_without_projection():
     assert without(x).shape == (1, without.num_features) == (1, 768)
 
 
+@pytest.mark.slow
+def test_open_clip_at_another_size_takes_its_weights_with_a_resized_position_embedding(tmp_path):
+    """The bar of issue 17: built at 320 px, a ViT-B-32 used to crash at its first forward."""
+    import open_clip
+
+    native = open_clip.create_model("ViT-B-32")
+    path = tmp_path / "vit_b_32.pt"
+    torch.save({"state_dict": native.state_dict()}, path)
+    wider, data = build_encoder("open_clip:ViT-B-32", pretrained=str(path), img_size=320)
+    assert data.img_size == 320
+    assert wider(torch.zeros(2, 3, 320, 320)).shape == (2, 512)
+    assert wider.visual.positional_embedding.shape == (1 + (320 // 32) ** 2, 768)
+    assert torch.equal(wider.visual.conv1.weight, native.visual.conv1.weight), "the weights were loaded"
+
+
 @pytest.mark.parametrize("name, words", [
     ("no_such_model", "unknown timm model"),
     ("open_clip:NoSuch-Arch", "unknown open_clip model"),
