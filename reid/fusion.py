@@ -6,14 +6,13 @@ them from disk checks the id files, these functions check the shapes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from reid.errors import ReidError
-from reid.io import PROVENANCE, labels_for, load_aligned, require_writable, write_json, write_outputs
+from reid.io import PROVENANCE, labels_for, load_aligned, read_record, require_writable, write_json, write_outputs
 from reid.metrics import evaluate
 from reid.rerank import smallest
 
@@ -103,13 +102,9 @@ def same_images(paths: Sequence[Path]) -> dict | None:
     inputs, or labels of other images, are refused rather than silently scored."""
     seen: dict[Path, dict] = {}
     for path in paths:
-        record = Path(path).parent / PROVENANCE
-        if record.is_file():
-            try:
-                data = json.loads(record.read_text())
-            except (OSError, ValueError) as exc:
-                raise ReidError(f"{record}: cannot read ({exc})") from None
-            seen[Path(path)] = {"split": data.get("split"), "images": data.get("images")}
+        record = read_record(Path(path).parent / PROVENANCE)
+        if record:
+            seen[Path(path)] = {"split": record.get("split"), "images": record.get("images")}
     if not seen:
         return None
     first, expected = next(iter(seen.items()))

@@ -222,11 +222,11 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_manifest(folder: Path) -> dict:
-    """The folder's record of which matrix bytes go with which id files ({} where there is none)."""
-    path = folder / MANIFEST
+def read_record(path: Path) -> dict:
+    """A JSON record the project wrote beside its outputs (matrices.json, provenance.json): {}
+    where there is none, an error naming the file where it cannot be read."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
@@ -246,7 +246,7 @@ def save_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(distmat, dtype=np.float32))
     ids = {QUERY_IDS: _ids_text(query_ids), GALLERY_IDS: _ids_text(gallery_ids)}
-    manifest = _read_manifest(path.parent)
+    manifest = read_record(path.parent / MANIFEST)
     if {name: _digest(text) for name, text in ids.items()} != manifest.get("ids"):
         manifest = {"ids": {name: _digest(text) for name, text in ids.items()}, "matrices": {}}
     manifest["matrices"][path.name] = _digest(buf.getvalue())
@@ -284,7 +284,7 @@ def _read_ids(path: Path) -> tuple[np.ndarray, bytes]:
 def _check_unit(path: Path, matrix: bytes, ids: dict[str, bytes]) -> None:
     """Refuse a matrix whose bytes or id files are not the ones `matrices.json` says were written
     together; a folder without `matrices.json` (matrices made elsewhere) is taken as it is."""
-    manifest = _read_manifest(path.parent)
+    manifest = read_record(path.parent / MANIFEST)
     if not manifest:
         return
     written = manifest.get("matrices", {}).get(path.name)
