@@ -12,7 +12,6 @@ why). All figures it prints are on SYNTHETIC data (reid/synthetic/), not the Dee
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import time
@@ -28,9 +27,9 @@ import predict
 import preprocess_data
 import sim_fuse
 import train_our_post_resnet
-from reid.config import format_config, parse_args, run, to_dict
+from reid.config import Count, NonNegative, Positive, PositiveInt, format_config, parse_args, run, to_dict
 from reid.errors import ReidError
-from reid.io import labels_for, load_matrix
+from reid.io import labels_for, load_matrix, read_record
 from reid.metrics import evaluate
 from reid.rerank import KINDS
 from reid.runs import data_fingerprint, reuse_problem
@@ -42,15 +41,15 @@ class Config:
     synthetic_size: str = "small"  # tiny (tests), small (minutes a model on CPU) or full (the 2023 counts)
     checkpoint_dir: Path = Path("checkpoints/demo")  # one run folder per model, lite0_<img_size>
     out_dir: Path = Path("outputs/demo")  # matrices, fusions, ranked.png and results.csv
-    img_sizes: tuple[int, ...] = (96, 128)  # one model per input side: the recipe fuses several models
-    seeds: tuple[int, ...] = (1, 2)  # one seed per model, in the order of img_sizes
-    epochs: int = 5  # passes over the training images
-    batch_size: int = 32  # pairs per step
-    lr: float = 1e-3  # peak learning rate
-    lr_end: float = 1e-5  # end of the polynomial decay
-    warmup_epochs: float = 0.5  # linear warm-up from 0, in epochs
-    num_workers: int = 2  # data loader processes, training and prediction
-    visualize_queries: int = 6  # queries on the ranked.png sheet of each model
+    img_sizes: tuple[PositiveInt, ...] = (96, 128)  # one model per input side: the recipe fuses several models
+    seeds: tuple[Count, ...] = (1, 2)  # one seed per model, in the order of img_sizes
+    epochs: PositiveInt = 5  # passes over the training images
+    batch_size: PositiveInt = 32  # pairs per step
+    lr: Positive = 1e-3  # peak learning rate
+    lr_end: NonNegative = 1e-5  # end of the polynomial decay
+    warmup_epochs: NonNegative = 0.5  # linear warm-up from 0, in epochs
+    num_workers: Count = 2  # data loader processes, training and prediction
+    visualize_queries: PositiveInt = 6  # queries on the ranked.png sheet of each model
 
 
 MODEL = "efficientnet_lite0"  # the backbone whose ImageNet weights ship offline (a pip package)
@@ -155,9 +154,9 @@ def recipe(cfg: Config) -> dict:
 def compare(table: pd.DataFrame, cfg: Config, reference: Path = REFERENCE) -> list[str]:
     """Lines that set this demo's figures beside README's (mean ± half the spread over seeds),
     with the difference; a figure outside the documented [min, max] is flagged."""
-    if not reference.is_file():
+    ref = read_record(reference)
+    if not ref:
         return [f"no reference figures at {reference}: python -m bench.demo_spread makes them"]
-    ref = json.loads(reference.read_text())
     if ref["recipe"] != recipe(cfg):
         return [f"not compared with README: these settings differ from its {ref['recipe']}"]
     lines, outside = [f"{'':52s}{'column':18s}{'this run':>9s}{'README':>16s}{'diff':>8s}"], 0

@@ -73,6 +73,8 @@ CASES = [
     ("dissim_fuse.py", "--min_votes=0", "at least 1"),
     ("sim_fuse.py", "--weights=1,nan", "finite"),
     ("sim_fuse.py", "--weights=1,-1", "at least 0"),
+    ("demo.py", "--epochs=0", "at least 1"),
+    ("demo.py", "--img_sizes=96,0", "at least 1"),
 ]
 
 
