@@ -25,18 +25,20 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 
 from bench.common import features
 from bench.train_throughput import engine_step, model_flops, timed
-from reid.config import run
+from reid.config import Count, NonNegative, PositiveInt, Probability, Range, run
 from reid.engine import amp_dtype, resolve_device
 from reid.errors import ReidError
 from reid.models import build_encoder
 from reid.rerank import rerank_features
+
+Images = Annotated[int, Range(lo=2)]  # a re-ranking needs a query and a gallery image
 
 
 @dataclass
@@ -44,20 +46,20 @@ class Config:
     device: Literal["cuda", "cpu"] = "cuda"  # where to run (cpu: for --smoke=true runs)
     smoke: bool = False  # tiny sizes (overrides the model, sizes and steps): shows that the script runs
     model: str = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"  # timm name, random init (no download)
-    img_size: int = 448  # square input side
-    batch_size: int = 32  # pairs per step (64 images): the recipe's per-GPU batch
+    img_size: PositiveInt = 448  # square input side
+    batch_size: PositiveInt = 32  # pairs per step (64 images): the recipe's per-GPU batch
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (CPU runs fp32)
     grad_checkpointing: bool = False  # recompute activations in backward (switched on by itself if out of memory)
     compile: bool = False  # torch.compile the encoder (off: eager is what the engine runs)
-    warmup_steps: int = 3  # untimed steps first (cuBLAS/cuDNN choices, allocator, optimizer state)
-    steps: int = 10  # timed training steps
-    rerank_sizes: tuple[int, ...] = (10000, 100000)  # images (queries + gallery) per timed re-ranking; empty: none
-    rerank_warmup: int = 2000  # images in the untimed warm-up re-ranking
-    query_share: float = 0.06  # queries / images (the challenge: 618 / 10,123)
-    feature_dim: int = 1024  # embedding size (EVA-02-L's)
+    warmup_steps: Count = 3  # untimed steps first (cuBLAS/cuDNN choices, allocator, optimizer state)
+    steps: PositiveInt = 10  # timed training steps
+    rerank_sizes: tuple[Images, ...] = (10000, 100000)  # images (queries + gallery) per timed re-ranking; empty: none
+    rerank_warmup: Images = 2000  # images in the untimed warm-up re-ranking
+    query_share: Probability = 0.06  # queries / images (the challenge: 618 / 10,123)
+    feature_dim: PositiveInt = 1024  # embedding size (EVA-02-L's)
     method: Literal["k_reciprocal", "hard_weight"] = "k_reciprocal"  # re-ranking timed
     check_numpy: bool = True  # also run the smallest size on the NumPy path and report the largest difference
-    peak_tflops: float = 0.0  # dense bf16 peak for MFU; 0: from the device name (see PEAK_BF16_TFLOPS)
+    peak_tflops: NonNegative = 0.0  # dense bf16 peak for MFU; 0: from the device name (see PEAK_BF16_TFLOPS)
 
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity), matched in order against the device name.
@@ -166,9 +168,6 @@ def rerank(cfg: Config, n: int, device: torch.device, check: bool = False) -> di
 def main(cfg: Config) -> None:
     if cfg.smoke:
         cfg = dataclasses.replace(cfg, **SMOKE)
-    if cfg.steps < 1 or cfg.warmup_steps < 0 or cfg.batch_size < 1 or min(cfg.rerank_sizes, default=2) < 2:
-        raise ReidError(f"need steps >= 1, warmup_steps >= 0, batch_size >= 1 and rerank_sizes >= 2 (got "
-                        f"{cfg.steps}, {cfg.warmup_steps}, {cfg.batch_size}, {cfg.rerank_sizes})")
     device = resolve_device(cfg.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     log(f"{name}, torch {torch.__version__}")
