@@ -29,7 +29,7 @@ import download
 import predict
 import preprocess_data
 from demo import SPLITS, fuse_recipe, score, step, train_or_reuse
-from reid.config import format_config, run
+from reid.config import Count, Positive, PositiveInt, format_config, run
 from reid.rerank import KINDS
 
 # The recipe (InfoNCE, Sharpen, random erasing 0.5) and one change each.
@@ -50,12 +50,12 @@ class Config:
     data_dir: Path = Path("data/synthetic")  # the dataset is <data_dir>/data_reid/ (made if missing)
     checkpoint_dir: Path = Path("checkpoints/ablation")  # one run folder per variant and seed
     out_dir: Path = Path("outputs/ablation")  # predictions, fusions and ablation.md
-    seeds: tuple[int, ...] = (1, 2, 3)  # every variant is trained once per seed
-    img_size: int = 96  # input side of efficientnet_lite0
-    epochs: int = 5  # passes over the training images
-    batch_size: int = 32  # pairs per step
-    lr: float = 1e-3  # peak learning rate
-    num_workers: int = 2  # data loader processes
+    seeds: tuple[Count, ...] = (1, 2, 3)  # every variant is trained once per seed
+    img_size: PositiveInt = 96  # input side of efficientnet_lite0
+    epochs: PositiveInt = 5  # passes over the training images
+    batch_size: PositiveInt = 32  # pairs per step
+    lr: Positive = 1e-3  # peak learning rate
+    num_workers: Count = 2  # data loader processes
 
 
 def run_name(variant: str, seed: int) -> str:
