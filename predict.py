@@ -3,6 +3,7 @@
     python predict.py --checkpoints=checkpoints/eva02_l448
     python predict.py --checkpoints=checkpoints/a,checkpoints/b --visualize=true
     python predict.py --checkpoints=pretrained:efficientnet_lite0   # untrained ImageNet features
+    python predict.py --checkpoints=model.onnx                      # an exported model (export.py)
 
 Writes, per checkpoint and split, `<out_dir>/<run>/<split>/`: dist.npy, dist_kr.npy,
 dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, labels.csv where
@@ -17,31 +18,29 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 
+from reid.api import entry_name, open_embedder
 from reid.config import Count, PositiveInt, Probability, format_config, run
-from reid.data import EvalDataset, SplitImages, load_split, make_loader, require_images
-from reid.engine import amp_dtype, load_checkpoint, resolve_device
+from reid.data import SplitImages, load_split
+from reid.device import resolve_device
 from reid.errors import ReidError
-from reid.features import extract_features
 from reid.fusion import mean_fuse
+from reid.images import require_images
 from reid.io import PROVENANCE, folder_as_unit, require_writable, write_csv, write_json, write_outputs
 from reid.metrics import evaluate
-from reid.models import DataConfig, build_encoder
 from reid.rerank import KINDS, distance_matrices
-from reid.runs import file_sha256, images_fingerprint
-from reid.transforms import eval_transform
+from reid.runs import images_fingerprint
 from reid.visualize import ranked_sheet
 
 
 @dataclass
 class Config:
-    checkpoints: tuple[Path, ...] = (  # run folders (their best.pt), .pt files, or pretrained:<model>[@size]
+    checkpoints: tuple[Path, ...] = (  # run folders (their best.pt), .pt or .onnx files, or pretrained:<model>[@size]
         Path("checkpoints/eva02_l448"),)
     data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with the CSV partitions
     splits: tuple[str, ...] = ("test", "challenge")  # test (labelled) and/or challenge
     batch_size: PositiveInt = 64  # images per forward pass
-    num_workers: Count = 4  # data loader processes
+    num_workers: Count = 4  # image-decoding threads
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
     k1: PositiveInt = 20  # re-ranking: k-reciprocal neighbours
@@ -56,41 +55,13 @@ class Config:
     visualize_queries: PositiveInt = 8  # queries on the sheet
 
 
-PRETRAINED = "pretrained:"
 MEAN = "mean"  # the output folder of the mean of several checkpoints' matrices
-
-
-def checkpoint_file(path: Path) -> Path:
-    """A run folder means its best.pt."""
-    path = path / "best.pt" if path.is_dir() else path
-    if not path.is_file():
-        raise ReidError(f"no checkpoint at {path}")
-    return path
-
-
-def pretrained_entry(text: str) -> tuple[str, int | None]:
-    """(model name, input side or None) of `pretrained:<model>[@size]`."""
-    name, _, size = text.removeprefix(PRETRAINED).partition("@")
-    if size and not (size.isdigit() and int(size) > 0):
-        raise ReidError(f"--checkpoints={text}: the size after @ must be a whole number of pixels, at least 1")
-    return name, int(size) if size else None
-
-
-def run_name_of(entry: Path) -> str:
-    """The output folder of an entry: its run folder's name, the .pt file's stem, or
-    pretrained_<model>[_<size>]; checks the entry on the way."""
-    text = str(entry)
-    if text.startswith(PRETRAINED):
-        name, size = pretrained_entry(text)
-        return "pretrained_" + name.replace(":", "_").replace("/", "_") + (f"_{size}" if size else "")
-    path = checkpoint_file(entry)
-    return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
 
 
 def check_entries(entries: tuple[Path, ...]) -> None:
     """Before any work: every entry must exist or be a well-formed pretrained model, and no two
     may write into one output folder (nor into `mean`)."""
-    names = [run_name_of(e) for e in entries]
+    names = [entry_name(e) for e in entries]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ReidError(f"--checkpoints: {entries[names.index(name)]} and {entries[i]} would both write "
@@ -98,34 +69,6 @@ def check_entries(entries: tuple[Path, ...]) -> None:
         if name == MEAN and len(entries) > 1:
             raise ReidError(f"--checkpoints: {entries[i]} would write {MEAN}/, where the mean of all goes; "
                             "rename its run folder")
-
-
-def load_encoder(entry: Path, device: torch.device) -> tuple[torch.nn.Module, DataConfig, str]:
-    """(encoder, its data config, a run name) from a checkpoint, or from `pretrained:<model>[@size]`:
-    a backbone as it comes, untrained here, the baseline that training has to beat."""
-    text = str(entry)
-    if text.startswith(PRETRAINED):
-        name, size = pretrained_entry(text)
-        encoder, data_cfg = build_encoder(name, pretrained=True, img_size=size)
-        return encoder.to(device).eval(), data_cfg, run_name_of(entry)
-    path = checkpoint_file(entry)
-    ckpt = load_checkpoint(path)
-    name = ckpt["config"]["model"]
-    data_cfg = DataConfig.from_dict(ckpt["data_config"])
-    encoder, _ = build_encoder(name, pretrained=False, img_size=data_cfg.img_size)
-    try:
-        encoder.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise ReidError(f"{path}: its weights do not fit the model {name}: {str(exc).splitlines()[0]}") from None
-    return encoder.to(device).eval(), data_cfg, run_name_of(entry)
-
-
-def source(entry: Path) -> dict[str, str]:
-    """What the features came from: the checkpoint file and its sha256, or the pretrained name."""
-    if str(entry).startswith(PRETRAINED):
-        return {"checkpoint": str(entry), "weights": "as the library ships them (untrained here)"}
-    path = checkpoint_file(entry)
-    return {"checkpoint": str(path.resolve()), "checkpoint_sha256": file_sha256(path)}
 
 
 def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages, root: Path,
@@ -155,8 +98,6 @@ def main(cfg: Config) -> None:
     require_writable(cfg.out_dir, "out_dir")
     if not cfg.splits:
         raise ReidError("no splits given: --splits=test,challenge (or one of them)")
-    device = resolve_device(cfg.device)
-    dtype = amp_dtype(cfg.amp, device)
     root = cfg.data_dir / "data_reid"
     splits = []
     for name in cfg.splits:
@@ -169,14 +110,13 @@ def main(cfg: Config) -> None:
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     sources: list[dict[str, str]] = []
     for entry in cfg.checkpoints:
-        encoder, data_cfg, run_name = load_encoder(entry, device)
-        sources.append(source(entry))
-        transform = eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation)
+        embedder = open_embedder(entry, resolve_device(cfg.device), amp=cfg.amp, flip=cfg.flip_tta,
+                                 workers=cfg.num_workers)
+        run_name = entry_name(entry)
+        sources.append(embedder.source)
         for split in splits:
-            loader = make_loader(EvalDataset(root, split.df, transform), batch_size=cfg.batch_size,
-                                num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-            feats, _, _ = extract_features(encoder, loader, device, dtype, flip=cfg.flip_tta,
-                                           desc=f"{run_name} {split.name}")
+            feats = embedder.embed([root / p for p in split.df["img_id"]], batch_size=cfg.batch_size, progress=True,
+                                   desc=f"{run_name} {split.name}")
             is_q = (split.df["img_type"] == "q").to_numpy()
             mats = distance_matrices(feats[is_q], feats[~is_q], cfg.k1, cfg.k2, cfg.lambda_value,
                                      cfg.rerank_input)

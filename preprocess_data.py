@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 from reid.config import Range, format_config, run
-from reid.data import build_challenge_df, build_train_df, image_paths, require_images
+from reid.data import build_challenge_df, build_train_df, image_paths
 from reid.errors import ReidError
+from reid.images import require_images
 from reid.io import require_writable, write_csv
 
 Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least

@@ -33,7 +33,7 @@ import torch
 from bench.common import features
 from bench.train_throughput import engine_step, model_flops, timed
 from reid.config import Count, NonNegative, PositiveInt, Probability, Range, run
-from reid.engine import amp_dtype, resolve_device
+from reid.device import amp_dtype, resolve_device
 from reid.errors import ReidError
 from reid.models import build_encoder
 from reid.rerank import rerank_features

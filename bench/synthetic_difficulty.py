@@ -12,24 +12,21 @@ synthetic data have (reid_challenge/ground_truth.csv); without it that split is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import albumentations as A
 import cv2
+import numpy as np
 import pandas as pd
 import torch
-from albumentations.pytorch import ToTensorV2
-from torch import nn
-from torch.utils.data import DataLoader
 
+from reid.api import Embedder
 from reid.config import format_config, run
-from reid.data import GROUND_TRUTH, EvalDataset, list_images, parse_name
+from reid.data import GROUND_TRUTH, image_paths, list_images, parse_name
 from reid.errors import ReidError
-from reid.features import extract_features
+from reid.images import read_image
 from reid.metrics import evaluate
 from reid.models import create_efficientnet_lite0, efficientnet_lite0_data_config
-from reid.transforms import eval_transform
 
 
 @dataclass
@@ -39,7 +36,7 @@ class Config:
     raw_height: int = 32  # raw-pixel baseline: crops downscaled to this height ...
     raw_width: int = 16  # ... and this width
     batch_size: int = 64  # images per forward pass
-    workers: int = 2  # data-loading processes
+    workers: int = 2  # image-decoding threads
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
 
 
@@ -57,17 +54,17 @@ def challenge_partition(root: Path) -> pd.DataFrame | None:
     return pd.read_csv(path)[["img_id", "player", "img_type"]] if path.is_file() else None
 
 
-def raw_pixel_transform(height: int, width: int) -> A.Compose:
-    return A.Compose([A.Resize(height, width, interpolation=cv2.INTER_AREA), ToTensorV2()])
+def raw_pixels(paths: list[Path], height: int, width: int) -> np.ndarray:
+    """Each crop downscaled to height x width (area interpolation), flattened, L2-normalised."""
+    flat = np.stack([cv2.resize(read_image(p), (width, height), interpolation=cv2.INTER_AREA).ravel()
+                     for p in paths]).astype(np.float32)
+    return flat / np.linalg.norm(flat, axis=1, keepdims=True).clip(min=1e-12)
 
 
-def score(model: nn.Module, transform: A.Compose, root: Path, df: pd.DataFrame, cfg: Config, desc: str) -> dict:
-    """mAP and ranks of one feature extractor on one split (squared Euclidean on unit vectors)."""
-    loader = DataLoader(EvalDataset(root, df, transform), batch_size=cfg.batch_size, num_workers=cfg.workers)
-    feats, ids, types = extract_features(model, loader, torch.device("cpu"), desc=desc)
-    q, g = types == "q", types == "g"
-    distmat = 2 - 2 * feats[q] @ feats[g].T
-    return evaluate(distmat, ids[q], ids[g])
+def score(feats: np.ndarray, df: pd.DataFrame) -> dict:
+    """mAP and ranks of one split's features (squared Euclidean on unit vectors)."""
+    ids, q = df["player"].to_numpy(), (df["img_type"] == "q").to_numpy()
+    return evaluate(2 - 2 * feats[q] @ feats[~q].T, ids[q], ids[~q])
 
 
 def main(cfg: Config) -> None:
@@ -81,15 +78,14 @@ def main(cfg: Config) -> None:
     if splits["challenge"] is None:
         print(f"no {GROUND_TRUTH} (real data): the challenge split is skipped")
         del splits["challenge"]
-    data = efficientnet_lite0_data_config()
+    data = replace(efficientnet_lite0_data_config(), img_size=cfg.img_size)
+    lite0 = Embedder(create_efficientnet_lite0(pretrained=True, num_classes=0), data, workers=cfg.workers)
     extractors = {
-        f"raw pixels {cfg.raw_height}x{cfg.raw_width}": (nn.Flatten(),
-                                                         raw_pixel_transform(cfg.raw_height, cfg.raw_width)),
-        "ImageNet efficientnet_lite0": (create_efficientnet_lite0(pretrained=True, num_classes=0),
-                                        eval_transform(cfg.img_size, data.mean, data.std, data.interpolation)),
+        f"raw pixels {cfg.raw_height}x{cfg.raw_width}": lambda paths: raw_pixels(paths, cfg.raw_height, cfg.raw_width),
+        "ImageNet efficientnet_lite0": lambda paths: lite0.embed(paths, batch_size=cfg.batch_size, progress=True),
     }
-    results = {(name, split): score(model, transform, root, df, cfg, f"{name} / {split}")
-               for name, (model, transform) in extractors.items() for split, df in splits.items()}
+    results = {(name, split): score(embed(image_paths(root, df)), df)
+               for name, embed in extractors.items() for split, df in splits.items()}
     print(f"\n{root}")
     header = "| features | " + " | ".join(f"{s} mAP | {s} rank-1" for s in splits) + " |"
     print(header)

@@ -23,8 +23,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from reid.config import run
-from reid.engine import RankContext, Siamese, TrainConfig, amp_dtype, train_step
-from reid.features import autocast
+from reid.device import amp_dtype, autocast
+from reid.engine import RankContext, Siamese, TrainConfig, train_step
 from reid.losses import InfoNCE
 from reid.models import build_encoder
 

@@ -11,15 +11,15 @@ import signal
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from reid.errors import ReidError
+from reid.images import read_image
 from reid.io import read_table
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg")
@@ -58,44 +58,6 @@ def parse_challenge_name(name: str) -> int:
     if not match:
         raise ReidError(f"{name!r} does not follow {{id}}.jpeg")
     return int(match.group(1))
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image as an (H, W, 3) uint8 RGB array; a corrupt or unreadable file names its path."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ReidError(f"cannot read image {path}: {exc}") from None
-
-
-def image_problem(path: Path) -> str | None:
-    """Why an image cannot be used, from a cheap look (its size, header and, for a JPEG, its end
-    marker); None when it looks whole. Catches empty, foreign and truncated files before hours
-    of training, without decoding every pixel."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return "empty file"
-        with Image.open(path) as img:
-            kind = img.format
-        if kind == "JPEG":
-            with open(path, "rb") as f:
-                f.seek(max(0, size - 64))
-                if b"\xff\xd9" not in f.read():
-                    return "truncated JPEG (no end marker)"
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return None
-
-
-def require_images(paths: Iterable[Path], what: str) -> None:
-    """Refuse, in one message listing them, images that `image_problem` finds unusable."""
-    bad = [(p, problem) for p in paths if (problem := image_problem(Path(p)))]
-    if bad:
-        shown = "; ".join(f"{p} ({problem})" for p, problem in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise ReidError(f"{len(bad)} unreadable images in {what}: {shown}{more}")
 
 
 def _ignore_sigint(_: int) -> None:
@@ -282,23 +244,6 @@ class PairDataset(Dataset):
                 img = np.ascontiguousarray(img[:, ::-1])
             images.append(self.transform(image=img)["image"])
         return images[0], images[1], int(self.labels[index])
-
-
-class EvalDataset(Dataset):
-    """(image, id, "q" or "g") for feature extraction; `id` is the partition's `player`."""
-
-    def __init__(self, root: Path, df: pd.DataFrame, transform):
-        self.paths = image_paths(root, df)
-        self.ids = df["player"].to_numpy()
-        self.types = df["img_type"].to_numpy()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
-        image = self.transform(image=read_image(self.paths[index]))["image"]
-        return image, int(self.ids[index]), str(self.types[index])
 
 
 @dataclass

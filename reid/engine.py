@@ -39,26 +39,26 @@ from reid.config import (
     to_dict,
 )
 from reid.data import (
-    EvalDataset,
     PairDataset,
     UniquePlayerBatchSampler,
     identities,
     image_paths,
     load_partition,
     make_loader,
-    require_images,
     split_fold,
 )
+from reid.device import amp_dtype, autocast, resolve_device
 from reid.distance import sq_euclidean
+from reid.embedder import Embedder
 from reid.errors import ReidError
-from reid.features import autocast, extract_features
+from reid.images import require_images
 from reid.io import require_writable, write_csv, write_error
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
-from reid.models import DataConfig, build_encoder, load_torch_file
+from reid.models import build_encoder, load_checkpoint
 from reid.rerank import distance_matrices
 from reid.runs import COMPLETE, RESUMABLE, data_fingerprint, hold_run, recipe_changes, write_complete
-from reid.transforms import eval_transform, train_transform
+from reid.transforms import train_transform
 from reid.visualize import training_curves
 
 Smoothing = Annotated[float, Range(lo=0, hi=1, hi_open=True)]
@@ -114,15 +114,6 @@ class RankContext:
         return self.rank == 0
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto` picks CUDA when there is one; asking for CUDA without one is an error."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ReidError("--device=cuda but CUDA is not available")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def init_distributed(device: str) -> RankContext:
     """One process per device under torchrun (NCCL on CUDA, gloo on CPU); else one process."""
     use_cuda = resolve_device(device).type == "cuda"
@@ -134,13 +125,6 @@ def init_distributed(device: str) -> RankContext:
     if world_size > 1:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return RankContext(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `amp` (bf16, fp16 or off): None, i.e. fp32, off CUDA."""
-    if device.type != "cuda" or amp == "off":
-        return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
 class Siamese(nn.Module):
@@ -168,18 +152,6 @@ def save_atomic(obj: Any, path: Path) -> None:
         if isinstance(exc, OSError):
             raise write_error(exc, path) from None
         raise ReidError(f"cannot write {path} (disk full?): {str(exc).splitlines()[0]}") from None
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by this engine (best.pt or last.pt), its parts checked."""
-    ckpt = load_torch_file(path)
-    if not isinstance(ckpt, dict) or not {"model", "config", "data_config"} <= set(ckpt):
-        raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model, config and data_config)")
-    try:
-        DataConfig.from_dict(ckpt["data_config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ReidError(f"{path}: its data_config is incomplete ({type(exc).__name__}: {exc})") from None
-    return ckpt
 
 
 def check_resumable(ckpt: dict, cfg: TrainConfig, data: str, path: Path) -> None:
@@ -220,12 +192,11 @@ def restore_rng(states: list[dict], ctx: RankContext) -> None:
         torch.cuda.set_rng_state(states[ctx.rank]["cuda"], ctx.device)
 
 
-def validation_metrics(encoder: nn.Module, loader: DataLoader, device: torch.device,
-                       dtype: torch.dtype | None, rerank: bool) -> dict[str, float]:
+def validation_metrics(embedder: Embedder, paths: list[Path], ids: np.ndarray, is_query: np.ndarray,
+                       batch_size: int, rerank: bool) -> dict[str, float]:
     """mAP and CMC on the validation split, plain and (optionally) after both re-rankings."""
-    feats, ids, types = extract_features(encoder, loader, device, dtype, desc="validation")
-    q, g = types == "q", types == "g"
-    qf, gf = feats[q], feats[g]
+    feats = embedder.embed(paths, batch_size=batch_size, progress=True, desc="validation")
+    qf, gf = feats[is_query], feats[~is_query]
     if rerank:
         mats = distance_matrices(qf, gf)
         methods = {"": mats["dist"], "_kr": mats["dist_kr"], "_hw": mats["dist_hw"]}
@@ -233,7 +204,7 @@ def validation_metrics(encoder: nn.Module, loader: DataLoader, device: torch.dev
         methods = {"": sq_euclidean(qf, gf)}
     out = {}
     for suffix, distmat in methods.items():
-        scores = evaluate(distmat, ids[q], ids[g])
+        scores = evaluate(distmat, ids[is_query], ids[~is_query])
         out |= {f"mAP{suffix}": scores["mAP"], f"rank1{suffix}": scores["rank1"],
                 f"rank5{suffix}": scores["rank5"]}
     return out
@@ -293,9 +264,9 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
                                        world_size=ctx.world_size, rank=ctx.rank)
     pin = ctx.device.type == "cuda"
     train_loader = make_loader(train_set, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=pin)
-    val_set = EvalDataset(root, val_df.assign(player=identities(val_df)),
-                          eval_transform(data_cfg.img_size, data_cfg.mean, data_cfg.std, data_cfg.interpolation))
-    val_loader = make_loader(val_set, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, pin_memory=pin)
+    validator = Embedder(encoder, data_cfg, ctx.device, amp=cfg.amp, workers=cfg.num_workers)
+    val_paths, val_ids = image_paths(root, val_df), identities(val_df)
+    val_is_query = (val_df["img_type"] == "q").to_numpy()
 
     micro_batches = len(sampler)
     updates = micro_batches // cfg.accum_steps
@@ -337,7 +308,8 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
         row = {}
         if ctx.main:
             row = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]}
-            row |= validation_metrics(model.encoder, val_loader, ctx.device, dtype, cfg.rerank_eval)
+            row |= validation_metrics(validator, val_paths, val_ids, val_is_query, cfg.eval_batch_size,
+                                      cfg.rerank_eval)
             row["seconds"] = round(time.time() - started, 1)
         rngs = rng_states(ctx)  # after validation, which draws from the generator too
         state["epoch"] = epoch + 1

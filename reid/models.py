@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from reid.errors import ReidError
+from reid.images import DataConfig
 
 LITE0 = "efficientnet_lite0"
 LITE0_KWARGS = {"bn_eps": 1e-3, "pad_type": "same"}  # as the TensorFlow weights were trained
@@ -33,24 +34,6 @@ _SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "con
 _INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
              "_project_conv": "conv_pwl", "_bn2": "bn3"}
 _BLOCK = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """What an encoder expects of its input; saved with a checkpoint so features match later."""
-
-    img_size: int  # square side the weights were trained at
-    mean: tuple[float, float, float]  # per channel, on pixels scaled to [0, 1]
-    std: tuple[float, float, float]
-    interpolation: str = "bicubic"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DataConfig":
-        """Undo `to_dict` after a round trip through a checkpoint (lists back to tuples)."""
-        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
 
 def efficientnet_lite0_data_config() -> DataConfig:
@@ -160,6 +143,18 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     return obj
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint written by the training engine (best.pt or last.pt), its parts checked."""
+    ckpt = load_torch_file(path)
+    if not isinstance(ckpt, dict) or not {"model", "config", "data_config"} <= set(ckpt):
+        raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model, config and data_config)")
+    try:
+        DataConfig.from_dict(ckpt["data_config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReidError(f"{path}: its data_config is incomplete ({type(exc).__name__}: {exc})") from None
+    return ckpt
 
 
 def _first_mismatch(exc: RuntimeError) -> str:

@@ -1,7 +1,9 @@
-"""Image pipelines: resize-with-pad to a square, sharpen, normalise, random erasing.
+"""The training pipeline: resize-with-pad to a square, sharpen, normalise, random erasing.
 
 Everything, random erasing included, is an albumentations transform inside one Compose, so
-a single seed fixes every random choice of an item (see `reid.data.PairDataset`).
+a single seed fixes every random choice of an item (see `reid.data.PairDataset`). Evaluation
+uses `reid.images.preprocess` (no torch, no albumentations, for ONNX deployments); with
+sharpening and erasing off, this pipeline gives exactly its pixels (tests/test_data.py).
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import albumentations as A
 import cv2
 from albumentations.pytorch import ToTensorV2
 
-INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST,
-                  "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+from reid.images import interpolation_flag
 
 
 def _resize_pad(img_size: int, interpolation: str) -> list[A.BasicTransform]:
     """Longest side to `img_size`, then pad to a square: keeps the player's proportions."""
     return [
-        A.LongestMaxSize(max_size=img_size, interpolation=INTERPOLATIONS.get(interpolation, cv2.INTER_LINEAR)),
+        A.LongestMaxSize(max_size=img_size, interpolation=interpolation_flag(interpolation)),
         A.PadIfNeeded(
             min_height=img_size,
             min_width=img_size,
@@ -49,14 +50,5 @@ def train_transform(
     steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     if random_erasing > 0:
         steps.append(A.Erasing(scale=(0.02, 0.33), ratio=(0.3, 3.3), fill=0, p=random_erasing))
-    steps.append(ToTensorV2())
-    return A.Compose(steps)
-
-
-def eval_transform(img_size: int, mean: Sequence[float], std: Sequence[float],
-                   interpolation: str = "bilinear") -> A.Compose:
-    """Deterministic pipeline for features: resize-with-pad, normalise, to a CHW tensor."""
-    steps = _resize_pad(img_size, interpolation)
-    steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     steps.append(ToTensorV2())
     return A.Compose(steps)

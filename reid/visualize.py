@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reid.data import read_image  # noqa: E402
+from reid.images import read_image  # noqa: E402
 
 GREEN, RED, GREY = "#1a9e3a", "#d62728", "#888888"
 

@@ -8,17 +8,16 @@ import torch
 
 from conftest import call, dataset_files, jpeg_bytes, write_tree
 from reid.data import (
-    EvalDataset,
     PairDataset,
     UniquePlayerBatchSampler,
     load_partition,
     parse_challenge_name,
     parse_name,
-    read_image,
     split_fold,
 )
 from reid.errors import ReidError
-from reid.transforms import eval_transform, train_transform
+from reid.images import DataConfig, preprocess, read_image
+from reid.transforms import train_transform
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -106,21 +105,13 @@ def test_pair_dataset_gives_same_player_pairs_reproducibly(partitions):
 def test_pair_is_flipped_together(partitions):
     root, df = partitions
     train, _ = split_fold(df, -1)
-    plain = PairDataset(root, train, eval_transform(32, MEAN, STD), flip_p=0.0)
-    flipped = PairDataset(root, train, eval_transform(32, MEAN, STD), flip_p=1.0)
+    steady = train_transform(32, MEAN, STD, sharpen=False, random_erasing=0.0)
+    plain = PairDataset(root, train, steady, flip_p=0.0)
+    flipped = PairDataset(root, train, steady, flip_p=1.0)
     a, b, _ = plain[(5, 1)]
     fa, fb, _ = flipped[(5, 1)]
     assert not torch.equal(a, fa)
     assert torch.allclose(fa, a.flip(-1), atol=1e-5) and torch.allclose(fb, b.flip(-1), atol=1e-5)
-
-
-def test_eval_dataset_yields_image_id_and_type(partitions):
-    root, df = partitions
-    _, val = split_fold(df, -1)
-    ds = EvalDataset(root, val, eval_transform(40, MEAN, STD))
-    image, pid, kind = ds[0]
-    assert image.shape == (3, 40, 40) and pid == val["player"][0] and kind == val["img_type"][0]
-    assert {ds[i][2] for i in range(len(ds))} == {"q", "g"}
 
 
 def test_corrupt_image_error_names_the_path(tmp_path):
@@ -147,15 +138,28 @@ def test_images_read_as_rgb(tmp_path):
 @pytest.mark.parametrize("hw", [(300, 90), (60, 40), (100, 100), (37, 211)])
 def test_transforms_give_the_configured_square(hw):
     img = np.random.default_rng(0).integers(0, 255, (*hw, 3), dtype=np.uint8)
-    for transform in (train_transform(64, MEAN, STD), eval_transform(64, MEAN, STD)):
-        assert transform(image=img)["image"].shape == (3, 64, 64)
+    assert train_transform(64, MEAN, STD)(image=img)["image"].shape == (3, 64, 64)
+    assert preprocess(img, DataConfig(64, MEAN, STD)).shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "area", "random"])
+def test_evaluation_sees_the_training_pixels(interpolation):
+    """The evaluation preprocessing (torch-free, used by ONNX deployments) and the training
+    pipeline with its random parts off give the same values, bit for bit."""
+    rng = np.random.default_rng(1)
+    steady = train_transform(48, MEAN, STD, sharpen=False, random_erasing=0.0, interpolation=interpolation)
+    for hw in [(300, 90), (61, 40), (48, 48), (37, 211), (5, 3), (1000, 7)]:
+        img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        ours = preprocess(img, DataConfig(48, MEAN, STD, interpolation))
+        assert ours.dtype == np.float32
+        assert np.array_equal(ours, steady(image=img)["image"].numpy()), hw
 
 
 def test_resize_keeps_aspect_ratio_and_pads():
     img = np.full((200, 50, 3), 255, dtype=np.uint8)
-    out = eval_transform(64, (0, 0, 0), (1, 1, 1))(image=img)["image"]
-    filled = (out[0] > 0.5).any(dim=0)
-    assert filled.sum().item() == 16, "a 4:1 crop keeps 16 of 64 columns"
+    out = preprocess(img, DataConfig(64, (0, 0, 0), (1, 1, 1)))
+    filled = (out[0] > 0.5).any(axis=0)
+    assert filled.sum() == 16, "a 4:1 crop keeps 16 of 64 columns"
     assert (out[:, :, :24] == 0).all()
 
 

@@ -12,9 +12,9 @@ import torch
 
 from conftest import call
 from reid.data import load_split
-from reid.engine import load_checkpoint
 from reid.io import load_matrix, read_submission
 from reid.metrics import evaluate
+from reid.models import load_checkpoint
 from reid.runs import images_fingerprint
 
 pytestmark = pytest.mark.slow  # the module's fixture trains a model

@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 
 from conftest import REPO, call, dataset_files, write_tree
-from reid.engine import load_checkpoint
 from reid.losses import InfoNCE
-from reid.models import build_encoder
+from reid.models import build_encoder, load_checkpoint
 
 pytestmark = pytest.mark.slow  # every test here trains a model
 

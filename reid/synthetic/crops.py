@@ -5,6 +5,7 @@ That is what makes the files byte-identical for a seed whatever the number of wo
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -77,3 +78,18 @@ def render_sequence(job: tuple[Sequence, int, str]) -> int:
             crop = render_crop(rng, backdrop, looks[i], random_pose(rng, actions[i]), others, height)
             Path(root, path).write_bytes(crop)
     return seq.n_images
+
+
+def sample_crops(n: int, seed: int = 0) -> list[np.ndarray]:
+    """`n` player crops of one scene, as H x W x 3 uint8 RGB arrays of assorted sizes: real-looking
+    inputs for checks that have no dataset at hand (export.py's verification)."""
+    rng = np.random.default_rng([seed, 7])
+    backdrop = scene(rng)
+    looks = cast(rng, 10, seed)
+    crops = []
+    for i in range(n):
+        height = int(rng.integers(60, 260))
+        crop = render_crop(rng, backdrop, looks[i % len(looks)], random_pose(rng), looks, height)
+        with Image.open(io.BytesIO(crop)) as img:
+            crops.append(np.asarray(img.convert("RGB")))
+    return crops

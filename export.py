@@ -1,0 +1,107 @@
+"""Stage 6: a trained model -> ONNX, with its preprocessing beside it, verified before it is kept.
+
+    python export.py --checkpoint=checkpoints/lite0_128 --out=model.onnx
+    python export.py --checkpoint=checkpoints/eva02_l448/last.pt --out=deploy/eva02.onnx --images=data/crops
+
+Writes `model.onnx` (any batch size, L2 normalisation inside; weights over 1 GiB go to
+`model.onnx.data`) and `model.json` (input size, resize/pad rule, mean, std, colour order,
+feature size, model, opset, and the sha256 of the checkpoint and of the graph). Before anything
+is kept, onnxruntime and PyTorch embed the same images, one alone and thirteen together,
+through the sidecar's preprocessing; beyond `tolerance` nothing is written and the command
+fails naming the difference. Run the result with `reid.api.OnnxEmbedder`, without PyTorch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from reid.api import OnnxEmbedder, open_embedder
+from reid.config import Positive, Range, format_config, run
+from reid.data import list_images
+from reid.errors import ReidError
+from reid.images import ImageLike
+from reid.io import require_writable, write_json
+from reid.onnx_embedder import sidecar_path
+from reid.onnx_export import VERIFY_BATCHES, export_graph, max_differences, sidecar
+from reid.synthetic.crops import sample_crops
+
+Opset = Annotated[int, Range(lo=18)]
+
+
+@dataclass
+class Config:
+    checkpoint: Path = Path("checkpoints/eva02_l448")  # run folder (its best.pt), a .pt file, or pretrained:<model>[@size]
+    out: Path = Path("model.onnx")  # the graph; the sidecar goes beside it as <name>.json
+    images: Path | None = None  # a folder of crops to verify on (the first 13 by name); none: generated crops
+    opset: Opset = 18  # ONNX opset of the graph (torch's exporter needs 18 or more)
+    tolerance: Positive = 1e-4  # largest |ONNX - PyTorch| feature difference accepted
+    overwrite: bool = False  # replace an existing export at --out
+
+
+def verification_images(folder: Path | None) -> tuple[list[ImageLike], str]:
+    """The images to verify on, and a few words saying which."""
+    need = max(VERIFY_BATCHES)
+    if folder is None:
+        return list(sample_crops(need)), f"{need} generated player crops"
+    names = [n for n in list_images(folder) if n.lower().endswith((".jpg", ".jpeg", ".png"))]
+    if len(names) < need:
+        raise ReidError(f"--images={folder}: {len(names)} .jpg/.jpeg/.png images, the check needs {need}")
+    return [folder / n for n in names[:need]], f"the first {need} images of {folder}"
+
+
+def check_out(cfg: Config) -> None:
+    """A .onnx path we may write: never over an earlier export unless asked."""
+    if cfg.out.suffix != ".onnx":
+        raise ReidError(f"--out={cfg.out}: the file name must end in .onnx")
+    existing = [p for p in (cfg.out, sidecar_path(cfg.out)) if p.exists()]
+    if existing and not cfg.overwrite:
+        raise ReidError(f"{existing[0]} exists: pass --overwrite=true to replace it, or another --out")
+    require_writable(cfg.out.parent, "out")
+
+
+def keep(staged: Path, out: Path) -> None:
+    """Move a verified export into place: the data file, the graph, then its sidecar."""
+    data = out.with_name(out.name + ".data")
+    moved = [staged.with_name(staged.name + ".data"), staged]
+    for src, dst in zip(moved, [data, out], strict=True):
+        if src.exists():
+            src.replace(dst)
+        elif dst.exists():
+            dst.unlink()
+    sidecar_path(staged).replace(sidecar_path(out))
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    check_out(cfg)
+    if str(cfg.checkpoint).endswith(".onnx"):
+        raise ReidError(f"--checkpoint={cfg.checkpoint} is already an ONNX file: give the run folder or .pt file")
+    embedder = open_embedder(cfg.checkpoint)
+    images, described = verification_images(cfg.images)
+    staging = Path(tempfile.mkdtemp(prefix=f".{cfg.out.stem}.", dir=cfg.out.parent))
+    try:
+        staged = staging / cfg.out.name
+        export_graph(embedder, images[:2], staged, cfg.opset)
+        write_json(sidecar(embedder, staged), sidecar_path(staged))
+        diffs = max_differences(embedder, OnnxEmbedder(staged, workers=1), images)
+        worst = max(diffs, key=diffs.get)
+        if diffs[worst] > cfg.tolerance:
+            raise ReidError(f"the ONNX graph differs from PyTorch by max |diff| {diffs[worst]:.2e} at batch {worst} "
+                            f"(tolerance {cfg.tolerance:.0e}, on {described}): nothing written")
+        verified = {"images": described, "tolerance": cfg.tolerance,
+                    "max_abs_diff": {str(size): diff for size, diff in diffs.items()}}
+        write_json(sidecar(embedder, staged, verified), sidecar_path(staged))
+        keep(staged, cfg.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report = ", ".join(f"{diff:.1e} at batch {size}" for size, diff in diffs.items())
+    print(f"verified on {described}: max |ONNX - PyTorch| {report} (tolerance {cfg.tolerance:.0e})")
+    print(f"wrote {cfg.out} and {sidecar_path(cfg.out)}")
+
+
+if __name__ == "__main__":
+    run(main, Config)

@@ -1,0 +1,79 @@
+"""Use a trained model anywhere: the public way from images to features.
+
+    from reid.api import Embedder, OnnxEmbedder
+    features = Embedder.from_checkpoint("checkpoints/lite0_128").embed(["a.jpeg", "b.jpeg"])
+    features = OnnxEmbedder("model.onnx").embed(["a.jpeg", "b.jpeg"])
+
+`Embedder` (PyTorch) is imported on first use, so that `OnnxEmbedder` works where PyTorch is
+not installed. `open_embedder` turns what a stage's `--checkpoints` lists into an embedder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from reid.errors import ReidError
+from reid.onnx_embedder import OnnxEmbedder
+
+if TYPE_CHECKING:
+    from reid.embedder import Embedder
+
+__all__ = ["Embedder", "OnnxEmbedder", "open_embedder", "entry_name", "PRETRAINED"]
+
+PRETRAINED = "pretrained:"
+AnyEmbedder = Union["Embedder", OnnxEmbedder]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Embedder":
+        from reid.embedder import Embedder
+
+        return Embedder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def pretrained_entry(text: str) -> tuple[str, int | None]:
+    """(model name, input side or None) of `pretrained:<model>[@size]`."""
+    name, _, size = text.removeprefix(PRETRAINED).partition("@")
+    if not name:
+        raise ReidError(f"{text}: name a model after {PRETRAINED}, e.g. {PRETRAINED}efficientnet_lite0@128")
+    if size and not (size.isdigit() and int(size) > 0):
+        raise ReidError(f"{text}: the size after @ must be a whole number of pixels, at least 1")
+    return name, int(size) if size else None
+
+
+def entry_name(entry: str | Path) -> str:
+    """A short name for an entry, checked on the way: its run folder's name, the .pt or .onnx
+    file's stem, or pretrained_<model>[_<size>]."""
+    text = str(entry)
+    if text.startswith(PRETRAINED):
+        name, size = pretrained_entry(text)
+        return "pretrained_" + name.replace(":", "_").replace("/", "_") + (f"_{size}" if size else "")
+    path = Path(entry)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise ReidError(f"no .onnx file at {path}")
+        return path.stem
+    from reid.embedder import checkpoint_file
+
+    path = checkpoint_file(path)
+    return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
+
+
+def open_embedder(entry: str | Path, device: str = "cpu", **options: Any) -> AnyEmbedder:
+    """The embedder of a run folder, a best.pt / last.pt file, an exported `.onnx` file, or
+    `pretrained:<model>[@size]` (a backbone as its library ships it)."""
+    text = str(entry)
+    if Path(text).suffix == ".onnx":
+        if options.get("flip"):
+            raise ReidError(f"{text}: flip test-time augmentation is not in an exported graph; "
+                            "use the checkpoint, or leave flip off")
+        return OnnxEmbedder(text, device="cuda" if str(device).startswith("cuda") else "cpu",
+                            workers=options.get("workers"))
+    from reid.embedder import Embedder
+
+    if text.startswith(PRETRAINED):
+        name, size = pretrained_entry(text)
+        return Embedder.from_pretrained(name, img_size=size, device=device, **options)
+    return Embedder.from_checkpoint(text, device=device, **options)

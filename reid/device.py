@@ -1,0 +1,38 @@
+"""Which device and which precision: shared by training, embedding and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from reid.errors import ReidError
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`auto` picks CUDA when there is one; asking for CUDA without one is an error."""
+    name = str(device)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ReidError(f"device={name} but CUDA is not available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ReidError(f"device={name}: expected auto, cpu, cuda or cuda:<index>") from None
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp` (bf16, fp16 or off): None, i.e. fp32, off CUDA."""
+    if amp not in ("bf16", "fp16", "off"):
+        raise ReidError(f"amp={amp}: expected bf16, fp16 or off")
+    if device.type != "cuda" or amp == "off":
+        return None
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA when a dtype is given; plain fp32 elsewhere."""
+    if device.type == "cuda" and dtype is not None:
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()

@@ -1,0 +1,104 @@
+"""`Embedder`: an encoder and its preprocessing, from any images to unit-length features.
+
+The one path from images to features: predict.py, the engine's validation, export.py's
+verification and identify.py all call `embed`. Use it through `reid.api`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reid.device import amp_dtype, autocast, resolve_device
+from reid.errors import ReidError
+from reid.images import DataConfig, ImageLike, default_workers, embed_batches
+from reid.models import build_encoder, load_checkpoint
+from reid.runs import file_sha256
+
+
+def checkpoint_file(path: Path) -> Path:
+    """A run folder means its best.pt."""
+    path = Path(path)
+    path = path / "best.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise ReidError(f"no checkpoint at {path}")
+    return path
+
+
+class Embedder:
+    """A PyTorch encoder with the preprocessing it was trained with.
+
+    `flip` adds the features of the mirrored image before the normalisation (test-time
+    augmentation); `amp` (bf16, fp16, off) applies on CUDA only.
+    """
+
+    def __init__(self, model: nn.Module, data_config: DataConfig, device: str | torch.device = "cpu",
+                 amp: str = "off", flip: bool = False, workers: int | None = None,
+                 source: dict[str, str] | None = None):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.data_config = data_config
+        self.dtype = amp_dtype(amp, self.device)
+        self.flip = flip
+        self.workers = default_workers() if workers is None else workers
+        self.source = source or {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> "Embedder":
+        """The encoder of a run folder (its best.pt) or of a best.pt / last.pt file."""
+        file = checkpoint_file(Path(path))
+        ckpt = load_checkpoint(file)
+        name = ckpt["config"].get("model")
+        if not isinstance(name, str):
+            raise ReidError(f"{file}: its config names no model")
+        data_config = DataConfig.from_dict(ckpt["data_config"])
+        model, _ = build_encoder(name, pretrained=False, img_size=data_config.img_size)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise ReidError(f"{file}: its weights do not fit the model {name}: {str(exc).splitlines()[0]}") from None
+        source = {"checkpoint": str(file.resolve()), "checkpoint_sha256": file_sha256(file), "model": name}
+        return cls(model.eval(), data_config, device, source=source, **options)
+
+    @classmethod
+    def from_pretrained(cls, name: str, img_size: int | None = None, device: str | torch.device = "cpu",
+                        **options: Any) -> "Embedder":
+        """A backbone with its library weights, untrained here: the baseline training has to beat."""
+        model, data_config = build_encoder(name, pretrained=True, img_size=img_size)
+        source = {"checkpoint": f"pretrained:{name}" + (f"@{img_size}" if img_size else ""), "model": name,
+                  "weights": "as the library ships them (untrained here)"}
+        return cls(model.eval(), data_config, device, source=source, **options)
+
+    @property
+    def dim(self) -> int:
+        """The length of a feature vector."""
+        return int(self.model.num_features)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Unit-length float32 features of a preprocessed (B, 3, S, S) batch on this device."""
+        with autocast(self.device, self.dtype):
+            out = self.model(batch).float()
+            if self.flip:
+                out = out + self.model(batch.flip(-1)).float()
+        return F.normalize(out, dim=-1)
+
+    def embed(self, images: Sequence[ImageLike], batch_size: int = 64, progress: bool = False,
+              desc: str = "embedding") -> np.ndarray:
+        """(N, dim) float32 features of `images` (file paths, PIL images or H x W x 3 uint8 RGB
+        arrays, mixed), rows of unit length, in input order."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                return embed_batches(self._run, images, self.data_config, self.dim, batch_size, self.workers,
+                                     progress, desc)
+        finally:
+            self.model.train(was_training)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.forward(torch.from_numpy(batch).to(self.device, non_blocking=True)).cpu().numpy()
