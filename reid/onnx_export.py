@@ -19,7 +19,7 @@ from torch import nn
 
 from reid.embedder import Embedder
 from reid.errors import ReidError
-from reid.images import RESIZE_RULE, ImageLike, preprocess
+from reid.images import RESIZE_RULE, ImageLike, as_rgb, preprocess
 from reid.onnx_embedder import INPUT_NAME, OUTPUT_NAME, SIDECAR_FORMAT, OnnxEmbedder
 from reid.runs import file_sha256
 
@@ -48,7 +48,7 @@ def export_graph(embedder: Embedder, examples: Sequence[ImageLike], path: Path, 
     if embedder.flip:
         raise ReidError("flip test-time augmentation is not exported: export with flip off")
     model = _Normalized(embedder.model).float().cpu().eval()
-    batch = torch.from_numpy(np.stack([preprocess(np.asarray(x), embedder.data_config) for x in examples]))
+    batch = torch.from_numpy(np.stack([preprocess(as_rgb(x, i), embedder.data_config) for i, x in enumerate(examples)]))
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), torch.no_grad():

@@ -137,3 +137,21 @@ def test_last_pt_is_the_same_format_as_best_pt(setup, tmp_path):
     result = call("train_our_post_resnet.py", f"--data_dir={data}", f"--checkpoint_dir={tmp_path / 'ck'}",
                   *TINY, f"--pretrained={root / 'ck' / 'a' / 'last.pt'}")
     assert result.returncode == 0, result.stderr
+
+
+def test_an_exported_model_predicts_what_its_checkpoint_does(setup):
+    root, data = setup
+    onnx = root / "exported" / "a_onnx.onnx"
+    onnx.parent.mkdir()
+    assert call("export.py", f"--checkpoint={root / 'ck' / 'a'}", f"--out={onnx}").returncode == 0
+    result = predict(root, data, f"--checkpoints={root / 'ck' / 'a'},{onnx}", "--splits=test")
+    assert result.returncode == 0, result.stderr
+    torch_mat, q, g = load_matrix(root / "out" / "a" / "test" / "dist.npy")
+    onnx_mat, q2, g2 = load_matrix(root / "out" / "a_onnx" / "test" / "dist.npy")
+    assert np.array_equal(q, q2) and np.array_equal(g, g2)
+    assert np.abs(torch_mat - onnx_mat).max() <= 1e-4
+    provenance = json.loads((root / "out" / "a_onnx" / "test" / "provenance.json").read_text())
+    assert provenance["sources"][0]["checkpoint_sha256"] == hashlib.sha256(
+        (root / "ck" / "a" / "best.pt").read_bytes()).hexdigest()
+    flipped = predict(root, data, f"--checkpoints={onnx}", "--flip_tta=true")
+    assert flipped.returncode == 1 and "flip test-time augmentation is not in an exported graph" in flipped.stderr
