@@ -34,7 +34,7 @@ Opset = Annotated[int, Range(lo=18)]
 
 @dataclass
 class Config:
-    checkpoint: Path = Path("checkpoints/eva02_l448")  # run folder (its best.pt), .pt file, or pretrained:<model>[@size]
+    checkpoint: Path = Path("checkpoints/eva02_l448")  # run folder (best.pt), .pt file, or pretrained:<model>[@size]
     out: Path = Path("model.onnx")  # the graph; the sidecar goes beside it as <name>.json
     images: Path | None = None  # a folder of crops to verify on (the first 13 by name); none: generated crops
     opset: Opset = 18  # ONNX opset of the graph (torch's exporter needs 18 or more)
