@@ -134,9 +134,10 @@ def main(cfg: Config) -> None:
           f"workers {cfg.workers}  torch threads {torch.get_num_threads()}  onnxruntime threads "
           f"{cfg.threads or 'default'}  rounds {cfg.rounds} (median)")
     print(f"features agree: max |diff| from the bare loop {worst:.1e} (tolerance {TOLERANCE:.0e})")
-    print(f"{'method':<20} {'images/s':>10} {'seconds':>9}")
+    print(f"{'method':<20} {'images/s':>10} {'seconds':>9}  rounds (s)")
     for name in methods:
-        print(f"{name:<20} {speed[name]:10.1f} {seconds[name]:9.3f}")
+        spread = " ".join(f"{t:.3f}" for t in times[name])
+        print(f"{name:<20} {speed[name]:10.1f} {seconds[name]:9.3f}  {spread}")
     api_ratio = speed["Embedder.embed"] / speed["bare loop"]
     print(f"Embedder.embed / bare loop: {api_ratio:.2f}x (goal >= {GOAL}x): {'ok' if api_ratio >= GOAL else 'MISSED'}")
     print(f"OnnxEmbedder / Embedder (CPU): {speed['OnnxEmbedder.embed'] / speed['Embedder.embed']:.2f}x")

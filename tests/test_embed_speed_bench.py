@@ -13,4 +13,4 @@ def test_tiny_run_prints_both_ratios(capsys):
     assert re.search(r"^Embedder\.embed / bare loop: \d+\.\d+x \(goal >= 0\.8x\)", out, re.M), out
     assert re.search(r"^OnnxEmbedder / Embedder \(CPU\): \d+\.\d+x$", out, re.M), out
     for method in ("bare loop", "Embedder.embed", "OnnxEmbedder.embed"):
-        assert re.search(rf"^{re.escape(method)} +\d+\.\d+ +\d+\.\d+$", out, re.M), out
+        assert re.search(rf"^{re.escape(method)} +\d+\.\d+ +\d+\.\d+  \d+\.\d+$", out, re.M), out
