@@ -6,8 +6,9 @@
 All three embed the same JPEG files (generated player crops written to a temporary folder)
 with the same model, efficientnet_lite0 with its library weights:
 
-- bare loop: PIL decode, `reid.images.preprocess`, stack into batches, `torch.from_numpy`,
-  the model under `torch.inference_mode()`, `F.normalize`; one thread of Python, no API;
+- bare loop: PIL decode, `reid.images.preprocess`, stack into batches, `torch.from_numpy` in
+  the channels-last layout `embed` uses (on CPU it runs convolutions about 1.7x faster), the
+  model under `torch.inference_mode()`, `F.normalize`; one thread of Python, no API;
 - `Embedder.embed` (reid.api): the same, with decoding on `workers` threads one batch ahead;
 - `OnnxEmbedder.embed` (reid.api): the same model exported with `reid.onnx_export`, run by
   onnxruntime on the CPU, with the same decoding threads.
@@ -78,7 +79,7 @@ def bare_loop(embedder: Embedder, paths: list[Path], batch_size: int) -> np.ndar
             for path in paths[start:start + batch_size]:
                 with Image.open(path) as img:
                     arrays.append(preprocess(np.asarray(img.convert("RGB")), cfg))
-            batch = torch.from_numpy(np.stack(arrays))
+            batch = torch.from_numpy(np.stack(arrays)).contiguous(memory_format=torch.channels_last)
             out.append(F.normalize(embedder.model(batch).float(), dim=-1).numpy())
     return np.concatenate(out)
 

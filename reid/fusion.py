@@ -40,6 +40,24 @@ def mean_fuse(mats: Sequence[np.ndarray], weights: Sequence[float] | None = None
     return np.tensordot(w / w.sum(), stack, axes=1).astype(np.float32)
 
 
+def fuse_features(features: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Several models' features of the same images as one feature set whose squared Euclidean
+    distances are the (weighted) mean of theirs: `mean_fuse` of the models' plain matrices,
+    without forming any matrix, so that all-pairs work (re-ranking, clustering) stays bounded
+    by the neighbourhoods. Model m's features are scaled by sqrt(w_m / sum w) and concatenated."""
+    if len(features) == 0:
+        raise ReidError("nothing to fuse: no features given")
+    rows = {len(f) for f in features}
+    if len(rows) != 1:
+        raise ReidError(f"the models' features cover different numbers of images: {sorted(rows)}")
+    w = np.ones(len(features)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(features),) or (w < 0).any() or w.sum() <= 0:
+        raise ReidError(f"need one non-negative weight per model with a positive sum, got {w.tolist()}")
+    scale = np.sqrt(w / w.sum())
+    return np.concatenate([np.asarray(f, dtype=np.float32) * s for f, s in zip(features, scale, strict=True)],
+                          axis=1).astype(np.float32)
+
+
 def consensus_weights(stack: np.ndarray, topk: int = 15, min_votes: int | None = None) -> np.ndarray:
     """Per-row model weights (nq, models) of dissimilarity fusion, steps 1-5 of §4.
 

@@ -1,4 +1,5 @@
-"""Evaluation: mAP and CMC ranks of a distance matrix (docs/RERANKING.md §5).
+"""Evaluation: mAP and CMC ranks of a distance matrix (docs/RERANKING.md §5), and the agreement
+of a grouping into identities with the true players (ARI, NMI, K).
 
 AP is scikit-learn's `average_precision_score(is_match, -distance)` over the whole gallery,
 tied distances included. scikit-learn integrates precision over *distinct* thresholds, so a
@@ -10,6 +11,7 @@ a binary search for each match, for all queries at once.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from reid.errors import ReidError
 
@@ -82,3 +84,12 @@ def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray
         raise ReidError("no query has a matching identity in the gallery")
     return {"mAP": float(ap.mean()), "rank1": float((first < 1).mean()),
             "rank5": float((first < 5).mean()), "rank10": float((first < 10).mean())}
+
+
+def clustering_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Adjusted Rand index and normalised mutual information of `labels` against the true
+    players (both 1 for a perfect grouping; ARI about 0 for chance), with the two counts."""
+    if len(labels) != len(truth):
+        raise ReidError(f"{len(labels)} labels for {len(truth)} true players")
+    return {"ARI": float(adjusted_rand_score(truth, labels)), "NMI": float(normalized_mutual_info_score(truth, labels)),
+            "K": int(len(np.unique(labels))), "true_K": int(len(np.unique(truth)))}

@@ -1,4 +1,5 @@
-"""Pictures: ranked-result sheets (each query with its top-k, matches framed green) and training curves."""
+"""Pictures: ranked-result sheets (each query with its top-k, matches framed green), identity
+sheets (one row of crops per identity) and training curves."""
 
 from __future__ import annotations
 
@@ -57,6 +58,27 @@ def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], g
             else:
                 colour = GREEN if gallery_labels[g] == query_labels[row] else RED
             _framed(axes[row, col], read_image(gallery_paths[g]), colour, f"{col}: {distmat[row, g]:.3f}")
+    return _save(fig, path, title)
+
+
+def identity_sheet(path: Path, paths: Sequence[Path], labels: np.ndarray, truth: np.ndarray | None = None,
+                   max_rows: int = 24, per_row: int = 12, title: str = "") -> Path:
+    """Write a PNG: one row per identity, largest first (the first `max_rows`), up to `per_row`
+    of its crops. With ground truth, a crop of the identity's most common true player is
+    framed green and any other red; without, frames are grey."""
+    ids, sizes = np.unique(labels, return_counts=True)
+    order = ids[np.argsort(-sizes, kind="stable")][:max_rows]
+    fig, axes = plt.subplots(max(len(order), 1), per_row, figsize=(1.0 * per_row, 1.9 * max(len(order), 1)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for row, identity in enumerate(order):
+        members = np.flatnonzero(labels == identity)
+        major = None if truth is None else pd.Series(truth[members]).mode().iloc[0]
+        for col, i in enumerate(members[:per_row]):
+            colour = GREY if truth is None else GREEN if truth[i] == major else RED
+            axes[row, col].axis("on")
+            _framed(axes[row, col], read_image(paths[i]), colour, f"{identity} ({len(members)})" if col == 0 else "")
     return _save(fig, path, title)
 
 
