@@ -163,12 +163,29 @@ def _first_mismatch(exc: RuntimeError) -> str:
     return lines[0] if lines else str(exc).splitlines()[0]
 
 
+def _hub_repo(name: str) -> str | None:
+    """The Hugging Face repo that timm's or open_clip's pretrained config names for `name`, so
+    the error can say what to download."""
+    if name.startswith(OPEN_CLIP_PREFIX):
+        import open_clip
+
+        arch, _, tag = name.removeprefix(OPEN_CLIP_PREFIX).partition(":")
+        hub = open_clip.get_pretrained_cfg(arch, tag).get("hf_hub", "")  # "org/repo/" or "org/repo/file"
+        return "/".join(hub.split("/")[:2]) or None
+    cfg = timm.models.get_pretrained_cfg(name)
+    return cfg.hf_hub_id if cfg else None
+
+
 def _hub_error(name: str, exc: Exception) -> ReidError:
+    """One line: the model, its hub repo, the cause, and the ways to get weights without network."""
+    repo = _hub_repo(name)
+    cause = " ".join(str(exc).split())[:200]  # hub messages span lines; the error stays on one
     return ReidError(
-        f"cannot fetch pretrained weights for {name} ({type(exc).__name__}: {str(exc)[:200]}). "
-        "Offline (HF_HUB_OFFLINE=1) or without network: pass a weights file with "
-        "--pretrained=/path/to/weights.safetensors, fill the Hugging Face cache on a machine "
-        f"with network, or use --model={LITE0}, whose ImageNet weights ship in a package"
+        f"cannot fetch pretrained weights for {name}{f' from the hub repo {repo}' if repo else ''} "
+        f"({type(exc).__name__}: {cause}). Offline (HF_HUB_OFFLINE=1) or without network: run once with "
+        f"network to fill the Hugging Face cache{f' (or hf download {repo})' if repo else ''}, pass a weights "
+        f"file with --pretrained=/path/to/weights.safetensors, or use --model={LITE0}, whose ImageNet "
+        "weights ship in a package"
     )
 
 
@@ -196,7 +213,11 @@ def _open_clip_encoder(spec: str, pretrained: bool | Path, projection: bool,
     arch, _, tag = spec.removeprefix(OPEN_CLIP_PREFIX).partition(":")
     if arch not in open_clip.list_models():
         raise ReidError(f"unknown open_clip model {arch!r}")
-    weights = str(pretrained) if isinstance(pretrained, Path) else (tag or None) if pretrained else None
+    if pretrained is True and not tag:
+        raise ReidError(f"{spec} names no pretrained weights: use {OPEN_CLIP_PREFIX}{arch}:<tag> (one of "
+                        f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)[:4]) or 'none'}), a weights "
+                        "file, or pretrained=false")
+    weights = str(pretrained) if isinstance(pretrained, Path) else tag if pretrained else None
     try:
         model = open_clip.create_model(arch, pretrained=weights, force_image_size=img_size)
     except Exception as exc:  # network, cache, tag or file failures all surface here

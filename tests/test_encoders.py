@@ -89,3 +89,8 @@ def test_open_clip_hub_weights_offline_fail_with_a_way_out():
 def test_timm_hub_weights_offline_fail_at_once_with_a_way_out():
     with pytest.raises(ReidError, match="--pretrained="):
         build_encoder("resnet50.tv2_in1k", True)
+
+
+def test_open_clip_without_a_tag_is_not_silently_untrained():
+    with pytest.raises(ReidError, match=r"ViT-B-32 names no pretrained weights: use open_clip:ViT-B-32:<tag>"):
+        build_encoder("open_clip:ViT-B-32", pretrained=True)

@@ -1,0 +1,198 @@
+"""Stage 7: a folder of crops -> identities: which crops show the same player, no count given.
+
+    python identify.py --images=crops/game_12 --checkpoints=checkpoints/a,checkpoints/b --out_dir=outputs/ident
+    python identify.py --images=crops/game_12 --checkpoints=model.onnx --groups=crops/game_12/frames.csv
+
+Features come from `reid.api` (several models: the mean of their squared Euclidean distances,
+as sim_fuse.py fuses matrices), distances are k-reciprocal re-ranked, and the clustering
+(reid/clustering.py) needs no number of players. Two crops of one sequence and frame are never
+one identity: frames come from `--groups` (columns image,sequence,frame) or from names in the
+official form `{player}_{sequence}_{frame}.jpeg`. The player field of such names, or
+`--truth` (columns image,player), only scores the result (ARI, NMI, K against the true count).
+
+Writes `<out_dir>/identities.csv` (image,identity,confidence; identities numbered largest
+first), `identities.png` (a row of crops per identity) and `provenance.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from reid.api import entry_name, open_embedder
+from reid.clustering import identify
+from reid.config import Count, PositiveInt, format_config, run
+from reid.device import resolve_device
+from reid.errors import ReidError
+from reid.fusion import fuse_features
+from reid.images import image_problem
+from reid.io import PROVENANCE, folder_as_unit, read_table, require_writable, write_csv, write_json
+from reid.metrics import clustering_scores
+from reid.runs import images_fingerprint
+from reid.visualize import identity_sheet
+
+SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class Config:
+    images: Path = Path("crops")  # a folder of crops (.jpg, .jpeg, .png; sub-folders included)
+    checkpoints: tuple[Path, ...] = (  # run folders, .pt or .onnx files, or pretrained:<model>[@size]
+        Path("checkpoints/eva02_l448"),)
+    groups: Path | None = None  # CSV image,sequence,frame: crops of one frame are different people
+    truth: Path | None = None  # CSV image,player: only to score the result
+    out_dir: Path = Path("outputs/identify")  # identities.csv, identities.png, provenance.json
+    batch_size: PositiveInt = 64  # images per forward pass
+    num_workers: Count = 4  # image-decoding threads
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
+    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
+    k1: PositiveInt = 20  # re-ranking: k-reciprocal neighbours
+    k2: PositiveInt = 6  # re-ranking: local query expansion
+    skip_bad: bool = False  # leave out unreadable images (each named) instead of refusing them
+    sheet_rows: PositiveInt = 24  # identities shown on identities.png
+
+
+def list_crops(folder: Path) -> list[str]:
+    """Image paths inside `folder` (relative, sorted); hidden files and folders are skipped."""
+    if not folder.is_dir():
+        raise ReidError(f"--images={folder}: not a folder")
+    found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                   if p.suffix.lower() in SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not found:
+        raise ReidError(f"--images={folder}: no .jpg, .jpeg or .png images in it")
+    return found
+
+
+def readable(folder: Path, names: list[str], skip_bad: bool) -> np.ndarray:
+    """Which of `names` can be read; unreadable images are refused unless `skip_bad`."""
+    bad = [(n, problem) for n in names if (problem := image_problem(folder / n))]
+    if not bad:
+        return np.ones(len(names), dtype=bool)
+    shown = "; ".join(f"{folder / n} ({problem})" for n, problem in bad[:5]) + (
+        f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if len(bad) == len(names):
+        raise ReidError(f"--images={folder}: no readable image ({shown})")
+    if not skip_bad:
+        raise ReidError(f"{len(bad)} unreadable images in {folder}: {shown}; pass --skip_bad=true to leave them out")
+    print(f"skipping {len(bad)} unreadable images: {shown}")
+    skipped = {n for n, _ in bad}
+    return np.array([n not in skipped for n in names])
+
+
+def match_rows(table: pd.DataFrame, column: str, names: list[str], path: Path) -> np.ndarray:
+    """The position in `names` of each row's image: a path inside --images, or one that ends in
+    such a path (so a dataset's own CSV, its paths starting higher up, can be given as it is).
+    A row naming no listed image is refused."""
+    where = {name: i for i, name in enumerate(names)}
+    out = np.full(len(table), -1, dtype=np.int64)
+    for row, value in enumerate(table[column]):
+        parts = Path(value).parts
+        for start in range(len(parts)):
+            hit = where.get(str(Path(*parts[start:])))
+            if hit is not None:
+                out[row] = hit
+                break
+    missing = table[column].to_numpy()[out < 0]
+    if len(missing):
+        raise ReidError(f"{path}: {len(missing)} images not found among the crops, e.g. {', '.join(missing[:3])}")
+    return out
+
+
+def read_keyed(path: Path, columns: dict[str, type], names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV keyed by image (column `image`, or `img_id` as in the dataset's own CSVs)."""
+    head = pd.read_csv(path, nrows=0).columns if path.is_file() else []
+    key = "img_id" if "image" not in head and "img_id" in head else "image"
+    table = read_table(path, {key: str, **columns})
+    return table, match_rows(table, key, names, path)
+
+
+def frame_groups(cfg: Config, names: list[str]) -> np.ndarray | None:
+    """A group id per crop, equal for crops of one (sequence, frame), -1 where unknown; None
+    without any frame information."""
+    if cfg.groups is not None:
+        table, rows = read_keyed(cfg.groups, {"sequence": int, "frame": int}, names)
+        keys = table["sequence"].astype(np.int64).to_numpy() * 1_000_003 + table["frame"].to_numpy()
+        groups = np.full(len(names), -1, dtype=np.int64)
+        groups[rows] = np.unique(keys, return_inverse=True)[1]
+        if (groups < 0).any():
+            print(f"{(groups < 0).sum()} crops are not in {cfg.groups}: no frame constraint on them")
+        return groups
+    parsed = official_names(names)
+    if parsed is None:
+        print("names are not {player}_{sequence}_{frame}.jpeg and no --groups: no frame constraints are used")
+        return None
+    return np.unique(parsed[:, 1] * 1_000_003 + parsed[:, 2], return_inverse=True)[1]
+
+
+def official_names(names: list[str]) -> np.ndarray | None:
+    """(player, sequence, frame) per crop when every file name has the official form, else None."""
+    fields = pd.Series([Path(n).name for n in names]).str.extract(r"^(\d+)_(\d+)_(\d+)\.jpe?g$", flags=0)
+    if fields.isna().any().any():
+        return None
+    return fields.astype(np.int64).to_numpy()
+
+
+def true_players(cfg: Config, names: list[str]) -> np.ndarray | None:
+    """Each crop's true player, for scoring only: from --truth, else from official names."""
+    if cfg.truth is not None:
+        table, rows = read_keyed(cfg.truth, {"player": int}, names)
+        if len(np.unique(rows)) != len(names):
+            raise ReidError(f"{cfg.truth}: gives a player for {len(np.unique(rows))} of the {len(names)} crops")
+        truth = np.empty(len(names), dtype=np.int64)
+        truth[rows] = table["player"].to_numpy()
+        return truth
+    parsed = official_names(names)
+    return None if parsed is None else parsed[:, 0]
+
+
+def embed_all(cfg: Config, paths: list[Path]) -> tuple[np.ndarray, list[dict[str, str]]]:
+    """The fused features of every crop, and where each model's came from."""
+    device = resolve_device(cfg.device)
+    features, sources = [], []
+    for entry in cfg.checkpoints:
+        embedder = open_embedder(entry, device, amp=cfg.amp, workers=cfg.num_workers)
+        features.append(embedder.embed(paths, batch_size=cfg.batch_size, progress=True, desc=entry_name(entry)))
+        sources.append(embedder.source)
+    return fuse_features(features), sources
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    if not cfg.checkpoints:
+        raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
+    for entry in cfg.checkpoints:
+        entry_name(entry)
+    require_writable(cfg.out_dir, "out_dir")
+    names = list_crops(cfg.images)
+    groups, truth = frame_groups(cfg, names), true_players(cfg, names)
+    keep = readable(cfg.images, names, cfg.skip_bad)
+    names = [n for n, k in zip(names, keep, strict=True) if k]
+    groups = None if groups is None else groups[keep]
+    truth = None if truth is None else truth[keep]
+    paths = [cfg.images / n for n in names]
+    features, sources = embed_all(cfg, paths)
+    started = time.perf_counter()
+    labels, confidence = identify(features, groups, k1=cfg.k1, k2=cfg.k2)
+    seconds = time.perf_counter() - started
+    table = pd.DataFrame({"image": names, "identity": labels, "confidence": np.round(confidence, 4)})
+    with folder_as_unit(cfg.out_dir) as stage:
+        write_csv(table, stage / "identities.csv")
+        identity_sheet(stage / "identities.png", paths, labels, truth, max_rows=cfg.sheet_rows,
+                       title=f"{cfg.images}: {labels.max() + 1} identities")
+        write_json({"images": images_fingerprint(cfg.images, names), "sources": sources,
+                    "frame_constraints": groups is not None}, stage / PROVENANCE)
+    print(f"{len(names)} images -> {labels.max() + 1} identities (clustering {seconds:.1f} s); wrote {cfg.out_dir}")
+    if truth is not None:
+        s = clustering_scores(labels, truth)
+        print(f"against the ground truth: ARI {s['ARI']:.3f}, NMI {s['NMI']:.3f}, "
+              f"K {s['K']} for {s['true_K']} players")
+
+
+if __name__ == "__main__":
+    run(main, Config)
