@@ -27,7 +27,7 @@ import pandas as pd
 from reid.api import entry_name, open_embedder
 from reid.clustering import identify
 from reid.config import Count, PositiveInt, format_config, run
-from reid.device import resolve_device
+from reid.device import amp_note, resolve_device
 from reid.errors import ReidError
 from reid.fusion import fuse_features
 from reid.images import image_problem
@@ -154,6 +154,8 @@ def true_players(cfg: Config, names: list[str]) -> np.ndarray | None:
 def embed_all(cfg: Config, paths: list[Path]) -> tuple[np.ndarray, list[dict[str, str]]]:
     """The fused features of every crop, and where each model's came from."""
     device = resolve_device(cfg.device)
+    if note := amp_note(cfg.amp, device):
+        print(note)
     features, sources = [], []
     for entry in cfg.checkpoints:
         embedder = open_embedder(entry, device, amp=cfg.amp, workers=cfg.num_workers)

@@ -22,7 +22,7 @@ import numpy as np
 from reid.api import entry_name, open_embedder
 from reid.config import Count, PositiveInt, Probability, format_config, run
 from reid.data import SplitImages, load_split
-from reid.device import resolve_device
+from reid.device import amp_note, resolve_device
 from reid.errors import ReidError
 from reid.fusion import mean_fuse
 from reid.images import require_images
@@ -109,8 +109,11 @@ def main(cfg: Config) -> None:
     table: list[tuple[str, str, str, dict]] = []
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     sources: list[dict[str, str]] = []
+    device = resolve_device(cfg.device)
+    if note := amp_note(cfg.amp, device):
+        print(note)
     for entry in cfg.checkpoints:
-        embedder = open_embedder(entry, resolve_device(cfg.device), amp=cfg.amp, flip=cfg.flip_tta,
+        embedder = open_embedder(entry, device, amp=cfg.amp, flip=cfg.flip_tta,
                                  workers=cfg.num_workers)
         run_name = entry_name(entry)
         sources.append(embedder.source)

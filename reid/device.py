@@ -31,8 +31,17 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
+def amp_note(amp: str, device: torch.device) -> str | None:
+    """The line that says an `amp` setting does not apply here (None where it does): CPU runs
+    keep fp32, so a CPU run's figures do not depend on the amp field."""
+    if amp == "off" or device.type == "cuda":
+        return None
+    return f"amp={amp} applies on CUDA only: this {device.type} run computes in fp32"
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA when a dtype is given; plain fp32 elsewhere."""
-    if device.type == "cuda" and dtype is not None:
-        return torch.autocast("cuda", dtype=dtype)
-    return contextlib.nullcontext()
+    """Mixed precision in `dtype` on the device's autocast (CUDA; on CPU bfloat16 too, when a
+    caller asks for it directly); plain fp32 when no dtype is given."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

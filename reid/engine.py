@@ -47,7 +47,7 @@ from reid.data import (
     make_loader,
     split_fold,
 )
-from reid.device import amp_dtype, autocast, resolve_device
+from reid.device import amp_dtype, amp_note, autocast, resolve_device
 from reid.distance import sq_euclidean
 from reid.embedder import Embedder
 from reid.errors import ReidError
@@ -298,6 +298,8 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     if ctx.main:
         (run_dir / COMPLETE).unlink(missing_ok=True)
         save_config(cfg, run_dir / "config.json")
+    if note := amp_note(cfg.amp, ctx.device):
+        log(note)
     log(f"{len(train_set)} training images, {train_set.num_classes} players; "
         f"{updates} steps per epoch on {ctx.world_size} x {ctx.device.type}; run folder {run_dir}")
 
