@@ -226,13 +226,31 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_
         timm_log.setLevel(level)
 
 
+PEER_LOST = ("closed by peer", "reset by peer", "Broken pipe")  # how gloo reports a rank that exited
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """Whether a collective failed because another rank stopped (its own error says why)."""
+    return isinstance(exc, dist.DistError) or any(text in str(exc) for text in PEER_LOST)
+
+
 def fit(cfg: TrainConfig) -> Path:
-    """Train as `cfg` says; returns the run folder."""
+    """Train as `cfg` says; returns the run folder.
+
+    When one rank fails (an unreadable image, a full disk), it names the fault and exits; the
+    others' next collective fails at once, and each says in one line that it stopped for that
+    reason. torchrun then ends the job: no rank waits for a peer that is gone.
+    """
     require_writable(cfg.checkpoint_dir, "checkpoint_dir")
     ctx = init_distributed(cfg.device)
     try:
         with hold_run(Path(cfg.checkpoint_dir) / cfg.run_name) if ctx.main else contextlib.nullcontext():
             return _fit(cfg, ctx)
+    except RuntimeError as exc:
+        if ctx.world_size > 1 and peer_lost(exc):
+            raise ReidError(f"rank {ctx.rank} stopped: another process of this run failed (its error is "
+                            "above or in torchrun's summary)") from None
+        raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

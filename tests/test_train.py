@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -236,3 +237,21 @@ def test_resume_with_another_recipe_names_the_field(data_dir, tmp_path):
     fresh = call("train_our_post_resnet.py", f"--data_dir={data_dir}", f"--checkpoint_dir={tmp_path}",
                  *TINY, "--epochs=1", "--batch_size=4")
     assert fresh.returncode == 1 and "--resume=true" in fresh.stderr
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("fault,message", [("reader", "error: cannot read image crop_0042.jpeg: broken data stream"),
+                                           ("writer", "no space left on device")])
+def test_a_fault_on_one_rank_ends_every_rank_with_it_named_once(data_dir, tmp_path, fault, message):
+    """Rank 1 cannot read an image mid-epoch, or rank 0 cannot write its checkpoint: both ranks
+    exit promptly, the fault is named once, the other rank says why it stopped in one line, and
+    no checkpoint is left half-written."""
+    started = time.monotonic()
+    result = torchrun(2, str(REPO / "tests" / "dist_fault.py"), fault, f"--data_dir={data_dir}",
+                      f"--checkpoint_dir={tmp_path}", *TINY, "--epochs=2", "--batch_size=4")
+    assert result.returncode != 0 and time.monotonic() - started < 120
+    assert result.stderr.count(message) == 1, result.stderr[-3000:]
+    assert result.stderr.count("stopped: another process of this run failed") == 1
+    assert "]: Traceback" not in result.stderr, "no rank prints a traceback"
+    run_dir = tmp_path / "run"
+    assert not [p.name for p in run_dir.iterdir() if p.suffix in (".pt", ".tmp") or p.name.endswith(".pt.tmp")]
