@@ -23,11 +23,13 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import torch.distributed as dist
 
 from reid.api import entry_name, open_embedder
 from reid.clustering import identify
 from reid.config import Count, PositiveInt, format_config, run
-from reid.device import amp_note, resolve_device
+from reid.device import RankContext, amp_note, init_distributed
+from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import fuse_features
 from reid.images import image_problem
@@ -151,21 +153,33 @@ def true_players(cfg: Config, names: list[str]) -> np.ndarray | None:
     return None if parsed is None else parsed[:, 0]
 
 
-def embed_all(cfg: Config, paths: list[Path]) -> tuple[np.ndarray, list[dict[str, str]]]:
-    """The fused features of every crop, and where each model's came from."""
-    device = resolve_device(cfg.device)
-    if note := amp_note(cfg.amp, device):
+def embed_all(cfg: Config, paths: list[Path], ctx: RankContext) -> tuple[np.ndarray | None, list[dict[str, str]]]:
+    """The fused features of every crop (None on all but the first process under torchrun, each
+    of which embeds its share), and where each model's came from."""
+    if ctx.main and (note := amp_note(cfg.amp, ctx.device)):
         print(note)
     features, sources = [], []
     for entry in cfg.checkpoints:
-        embedder = open_embedder(entry, device, amp=cfg.amp, workers=cfg.num_workers)
-        features.append(embedder.embed(paths, batch_size=cfg.batch_size, progress=True, desc=entry_name(entry)))
+        embedder = open_embedder(entry, ctx.device, amp=cfg.amp, workers=cfg.num_workers)
+        features.append(embed_across_ranks(embedder, paths, ctx, batch_size=cfg.batch_size, progress=ctx.main,
+                                           desc=entry_name(entry)))
         sources.append(embedder.source)
-    return fuse_features(features), sources
+    return (fuse_features(features) if ctx.main else None), sources
 
 
 def main(cfg: Config) -> None:
-    print(format_config(cfg))
+    """Under torchrun each process embeds its share of the crops; the first does the rest."""
+    ctx = init_distributed(cfg.device)
+    try:
+        group(cfg, ctx)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def group(cfg: Config, ctx: RankContext) -> None:
+    if ctx.main:
+        print(format_config(cfg))
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     for entry in cfg.checkpoints:
@@ -178,7 +192,9 @@ def main(cfg: Config) -> None:
     groups = None if groups is None else groups[keep]
     truth = None if truth is None else truth[keep]
     paths = [cfg.images / n for n in names]
-    features, sources = embed_all(cfg, paths)
+    features, sources = embed_all(cfg, paths, ctx)
+    if features is None:
+        return
     started = time.perf_counter()
     labels, confidence = identify(features, groups, k1=cfg.k1, k2=cfg.k2)
     seconds = time.perf_counter() - started

@@ -5,6 +5,9 @@
     python predict.py --checkpoints=pretrained:efficientnet_lite0   # untrained ImageNet features
     python predict.py --checkpoints=model.onnx                      # an exported model (export.py)
 
+Under `torchrun --nproc_per_node=N` each process embeds 1/N of every split and the first
+writes the results: the same files as one process.
+
 Writes, per checkpoint and split, `<out_dir>/<run>/<split>/`: dist.npy, dist_kr.npy,
 dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, labels.csv where
 labels are known, and provenance.json (each checkpoint's sha256 and the images' fingerprint);
@@ -18,11 +21,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch.distributed as dist
 
 from reid.api import entry_name, open_embedder
 from reid.config import Count, PositiveInt, Probability, format_config, run
 from reid.data import SplitImages, load_split
-from reid.device import amp_note, resolve_device
+from reid.device import RankContext, amp_note, init_distributed
+from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import mean_fuse
 from reid.images import require_images
@@ -91,7 +96,19 @@ def scores(mats: dict[str, np.ndarray], split: SplitImages) -> list[tuple[str, d
 
 
 def main(cfg: Config) -> None:
-    print(format_config(cfg))
+    """Under torchrun each process embeds its share of every split, and the first one computes
+    and writes everything from the gathered features; alone, one process does it all."""
+    ctx = init_distributed(cfg.device)
+    try:
+        predict(cfg, ctx)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def predict(cfg: Config, ctx: RankContext) -> None:
+    say = print if ctx.main else (lambda *args: None)
+    say(format_config(cfg))
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     check_entries(cfg.checkpoints)
@@ -102,24 +119,24 @@ def main(cfg: Config) -> None:
     splits = []
     for name in cfg.splits:
         if name == "challenge" and not (root / "challenge_df.csv").is_file():
-            print(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
+            say(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
             continue
         splits.append(load_split(root, name))
         require_images([root / p for p in splits[-1].df["img_id"]], f"the {name} split")
     table: list[tuple[str, str, str, dict]] = []
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     sources: list[dict[str, str]] = []
-    device = resolve_device(cfg.device)
-    if note := amp_note(cfg.amp, device):
-        print(note)
+    if note := amp_note(cfg.amp, ctx.device):
+        say(note)
     for entry in cfg.checkpoints:
-        embedder = open_embedder(entry, device, amp=cfg.amp, flip=cfg.flip_tta,
-                                 workers=cfg.num_workers)
+        embedder = open_embedder(entry, ctx.device, amp=cfg.amp, flip=cfg.flip_tta, workers=cfg.num_workers)
         run_name = entry_name(entry)
         sources.append(embedder.source)
         for split in splits:
-            feats = embedder.embed([root / p for p in split.df["img_id"]], batch_size=cfg.batch_size, progress=True,
-                                   desc=f"{run_name} {split.name}")
+            feats = embed_across_ranks(embedder, [root / p for p in split.df["img_id"]], ctx,
+                                       batch_size=cfg.batch_size, progress=ctx.main, desc=f"{run_name} {split.name}")
+            if feats is None:
+                continue
             is_q = (split.df["img_type"] == "q").to_numpy()
             mats = distance_matrices(feats[is_q], feats[~is_q], cfg.k1, cfg.k2, cfg.lambda_value,
                                      cfg.rerank_input)
@@ -136,6 +153,8 @@ def main(cfg: Config) -> None:
             print(f"wrote {folder}" + (f" (with {folder / 'ranked.png'})" if cfg.visualize else ""))
             if split.labelled:
                 table += [(run_name, split.name, kind, s) for kind, s in scores(mats, split)]
+    if not ctx.main:
+        return
     if len(cfg.checkpoints) > 1:
         for split in splits:
             runs = per_split[split.name]

@@ -1,10 +1,13 @@
-"""Which device and which precision: shared by training, embedding and the benchmarks."""
+"""Which process, device and precision: shared by training, embedding and the benchmarks."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from reid.errors import ReidError
 
@@ -45,3 +48,29 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass
+class RankContext:
+    """This process's place in the run: its rank, how many ranks there are, and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> RankContext:
+    """One process per device under torchrun (NCCL on CUDA, gloo on CPU); else one process."""
+    use_cuda = resolve_device(device).type == "cuda"
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if world_size > 1:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return RankContext(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))

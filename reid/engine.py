@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from reid.data import (
     make_loader,
     split_fold,
 )
-from reid.device import amp_dtype, amp_note, autocast, resolve_device
+from reid.device import RankContext, amp_dtype, amp_note, autocast, init_distributed
 from reid.distance import sq_euclidean
 from reid.embedder import Embedder
 from reid.errors import ReidError
@@ -99,32 +98,6 @@ class TrainConfig:
     max_steps_per_epoch: Count = 0  # 0: all; a small number for smoke runs
     eval_batch_size: PositiveInt = 64  # images per batch when extracting validation features
     rerank_eval: bool = True  # also report mAP after k-reciprocal and hard-weight re-ranking
-
-
-@dataclass
-class RankContext:
-    """This process's place in the run: its rank, how many ranks there are, and its device."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> RankContext:
-    """One process per device under torchrun (NCCL on CUDA, gloo on CPU); else one process."""
-    use_cuda = resolve_device(device).type == "cuda"
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    if world_size > 1:
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return RankContext(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
 
 
 class Siamese(nn.Module):

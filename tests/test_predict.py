@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import call
+from conftest import REPO, call
 from reid.data import load_split
 from reid.io import load_matrix, read_submission
 from reid.metrics import evaluate
 from reid.models import load_checkpoint
 from reid.runs import images_fingerprint
+from test_train import torchrun
 
 pytestmark = pytest.mark.slow  # the module's fixture trains a model
 
@@ -155,3 +156,21 @@ def test_an_exported_model_predicts_what_its_checkpoint_does(setup):
         (root / "ck" / "a" / "best.pt").read_bytes()).hexdigest()
     flipped = predict(root, data, f"--checkpoints={onnx}", "--flip_tta=true")
     assert flipped.returncode == 1 and "flip test-time augmentation is not in an exported graph" in flipped.stderr
+
+
+@pytest.mark.distributed
+def test_two_processes_write_what_one_does(setup):
+    """torchrun with 2 gloo processes: each embeds half of every split, the first writes."""
+    root, data = setup
+    args = [f"--checkpoints={root / 'ck' / 'a'}", f"--data_dir={data}", "--num_workers=0", "--batch_size=32",
+            "--k1=5", "--k2=2", "--device=cpu"]
+    launched = torchrun(2, str(REPO / "predict.py"), *args, f"--out_dir={root / 'two'}")
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert launched.stdout.count("wrote ") == 2, "only the first process writes"
+    assert call("predict.py", *args, f"--out_dir={root / 'one'}").returncode == 0
+    for split in ("test", "challenge"):
+        for name in ("dist", "dist_kr", "dist_hw"):
+            one, q1, g1 = load_matrix(root / "one" / "a" / split / f"{name}.npy")
+            two, q2, g2 = load_matrix(root / "two" / "a" / split / f"{name}.npy")
+            assert np.array_equal(q1, q2) and np.array_equal(g1, g2)
+            assert np.abs(one - two).max() <= 1e-5, (split, name)
