@@ -23,12 +23,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import torch.distributed as dist
 
 from reid.api import entry_name, open_embedder
 from reid.clustering import identify
 from reid.config import Count, PositiveInt, format_config, run
-from reid.device import RankContext, amp_note, init_distributed
+from reid.device import RankContext, amp_note, distributed
 from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import fuse_features
@@ -169,12 +168,8 @@ def embed_all(cfg: Config, paths: list[Path], ctx: RankContext) -> tuple[np.ndar
 
 def main(cfg: Config) -> None:
     """Under torchrun each process embeds its share of the crops; the first does the rest."""
-    ctx = init_distributed(cfg.device)
-    try:
+    with distributed(cfg.device) as ctx:
         group(cfg, ctx)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def group(cfg: Config, ctx: RankContext) -> None:

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch.distributed as dist
 
 from reid.api import entry_name, open_embedder
 from reid.config import Count, PositiveInt, Probability, format_config, run
 from reid.data import SplitImages, load_split
-from reid.device import RankContext, amp_note, init_distributed
+from reid.device import RankContext, amp_note, distributed
 from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import mean_fuse
@@ -98,12 +97,8 @@ def scores(mats: dict[str, np.ndarray], split: SplitImages) -> list[tuple[str, d
 def main(cfg: Config) -> None:
     """Under torchrun each process embeds its share of every split, and the first one computes
     and writes everything from the gathered features; alone, one process does it all."""
-    ctx = init_distributed(cfg.device)
-    try:
+    with distributed(cfg.device) as ctx:
         predict(cfg, ctx)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def predict(cfg: Config, ctx: RankContext) -> None:

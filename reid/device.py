@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -74,3 +75,15 @@ def init_distributed(device: str) -> RankContext:
     if world_size > 1:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return RankContext(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
+
+
+@contextlib.contextmanager
+def distributed(device: str) -> Iterator[RankContext]:
+    """`init_distributed` for the span of a stage: the process group is torn down however the
+    stage ends, so a failed rank leaves nothing for its peers to wait on."""
+    ctx = init_distributed(device)
+    try:
+        yield ctx
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

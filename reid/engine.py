@@ -46,7 +46,7 @@ from reid.data import (
     make_loader,
     split_fold,
 )
-from reid.device import RankContext, amp_dtype, amp_note, autocast, init_distributed
+from reid.device import RankContext, amp_dtype, amp_note, autocast, distributed
 from reid.distance import sq_euclidean
 from reid.embedder import Embedder
 from reid.errors import ReidError
@@ -215,18 +215,15 @@ def fit(cfg: TrainConfig) -> Path:
     reason. torchrun then ends the job: no rank waits for a peer that is gone.
     """
     require_writable(cfg.checkpoint_dir, "checkpoint_dir")
-    ctx = init_distributed(cfg.device)
-    try:
-        with hold_run(Path(cfg.checkpoint_dir) / cfg.run_name) if ctx.main else contextlib.nullcontext():
-            return _fit(cfg, ctx)
-    except RuntimeError as exc:
-        if ctx.world_size > 1 and peer_lost(exc):
-            raise ReidError(f"rank {ctx.rank} stopped: another process of this run failed (its error is "
-                            "above or in torchrun's summary)") from None
-        raise
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    with distributed(cfg.device) as ctx:
+        try:
+            with hold_run(Path(cfg.checkpoint_dir) / cfg.run_name) if ctx.main else contextlib.nullcontext():
+                return _fit(cfg, ctx)
+        except RuntimeError as exc:
+            if ctx.world_size > 1 and peer_lost(exc):
+                raise ReidError(f"rank {ctx.rank} stopped: another process of this run failed (its error is "
+                                "above or in torchrun's summary)") from None
+            raise
 
 
 def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:

@@ -23,7 +23,7 @@ from reid.rerank import KINDS
 SIZES = (32, 48)
 FUSE = ["sim_fuse.py", "dissim_fuse.py", "sim_fuse.py"]
 STAGES = ["download.py", "preprocess_data.py", "train_our_post_resnet.py", "train_our_post_resnet.py",
-          "predict.py", *FUSE, *FUSE]
+          "predict.py", *FUSE, *FUSE, "identify.py"]
 
 
 def forbidden(*args, **kwargs):
@@ -73,6 +73,11 @@ def test_runs_every_stage_in_process_and_scores_every_matrix(cfg: demo.Config, f
     values = table.to_numpy()
     assert np.isfinite(values).all() and (values >= 0).all() and (values <= 100).all()
     assert "demo wall time:" in first_run
+    identities = pd.read_csv(cfg.out_dir / "identify" / "challenge" / "identities.csv")
+    challenge = cfg.data_dir / "data_reid" / "reid_challenge"
+    assert len(identities) == len(list(challenge.rglob("*.jpeg")))
+    assert f"{len(identities)} images -> {identities['identity'].nunique()} identities" in first_run
+    assert "against the ground truth: ARI" in first_run
     assert (cfg.out_dir / "lite0_32" / "test" / "ranked.png").is_file()
 
 

@@ -20,7 +20,7 @@ def snippets() -> list[tuple[str, str]]:
     """(language, code) of each fenced block in the section."""
     text = (REPO / "README.md").read_text()
     start = text.index(SECTION)
-    section = text[start:text.index("\n## ", start)]
+    section = text[start:re.search(r"\n##+ ", text[start + len(SECTION):]).start() + start + len(SECTION)]
     return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)
 
 
