@@ -60,10 +60,29 @@ def _chunk_scores(dist: np.ndarray, matches: np.ndarray) -> tuple[np.ndarray, np
     return ap, closer + earlier_ties
 
 
-def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray) -> dict[str, float]:
+def _same_camera(query_ids: np.ndarray, gallery_ids: np.ndarray, query_cams: np.ndarray | None,
+                 gallery_cams: np.ndarray | None) -> np.ndarray | None:
+    """(nq, ng) pairs the Market-1501 protocol leaves out: the same player seen by the same
+    camera (an easy near-duplicate, not a re-identification); None without cameras."""
+    if query_cams is None and gallery_cams is None:
+        return None
+    if query_cams is None or gallery_cams is None:
+        raise ReidError("camera ids must be given for both the queries and the gallery, or for neither")
+    query_cams, gallery_cams = np.asarray(query_cams), np.asarray(gallery_cams)
+    if query_cams.shape != query_ids.shape or gallery_cams.shape != gallery_ids.shape:
+        raise ReidError(f"{len(query_cams)} query and {len(gallery_cams)} gallery camera ids for "
+                        f"{len(query_ids)} queries and {len(gallery_ids)} gallery images")
+    return (query_ids[:, None] == gallery_ids[None, :]) & (query_cams[:, None] == gallery_cams[None, :])
+
+
+def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray,
+             query_cams: np.ndarray | None = None, gallery_cams: np.ndarray | None = None) -> dict[str, float]:
     """mAP and rank-1/5/10 (fractions) over the queries that have a match in the gallery.
 
     Ranks use the first-match rule, ties broken by gallery order (as a stable sort would).
+    With camera ids, each query's gallery images of the same player *and* the same camera are
+    left out of its ranking (the Market-1501 protocol), and `excluded` counts those pairs;
+    without, every gallery image counts.
     """
     distmat = np.asarray(distmat)
     query_ids = np.asarray(query_ids)
@@ -71,19 +90,29 @@ def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray
     _check(distmat, query_ids, gallery_ids)
     nq, ng = distmat.shape
     rows = max(1, _CHUNK_ELEMENTS // max(ng, 1))
-    aps, firsts = [], []
+    aps, firsts, excluded = [], [], 0
     for start in range(0, nq, rows):
-        matches = query_ids[start:start + rows, None] == gallery_ids[None, :]
+        chunk = slice(start, start + rows)
+        dist = distmat[chunk]
+        matches = query_ids[chunk, None] == gallery_ids[None, :]
+        left_out = _same_camera(query_ids[chunk], gallery_ids, None if query_cams is None else
+                                np.asarray(query_cams)[chunk], gallery_cams)
+        if left_out is not None:
+            # Last in every ranking and no match: as if absent from this query's gallery.
+            dist = np.where(left_out, np.inf, dist).astype(distmat.dtype, copy=False)
+            matches &= ~left_out
+            excluded += int(left_out.sum())
         valid = matches.any(axis=1)
-        ap, first = _chunk_scores(distmat[start:start + rows][valid], matches[valid])
+        ap, first = _chunk_scores(dist[valid], matches[valid])
         aps.append(ap)
         firsts.append(first)
     ap = np.concatenate(aps)
     first = np.concatenate(firsts)
     if ap.size == 0:
         raise ReidError("no query has a matching identity in the gallery")
-    return {"mAP": float(ap.mean()), "rank1": float((first < 1).mean()),
-            "rank5": float((first < 5).mean()), "rank10": float((first < 10).mean())}
+    scores = {"mAP": float(ap.mean()), "rank1": float((first < 1).mean()),
+              "rank5": float((first < 5).mean()), "rank10": float((first < 10).mean())}
+    return scores if query_cams is None and gallery_cams is None else scores | {"excluded": excluded}
 
 
 def clustering_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -131,15 +131,20 @@ def hard_weight(q_g, q_q, g_g, k1=20, k2=6, lambda_value=0.3, expansion=2 / 3) -
     return hard_weight_steps(q_g, q_q, g_g, k1, k2, lambda_value, expansion)["final"]
 
 
-def evaluate(distmat, query_ids, gallery_ids) -> dict[str, float]:
-    """§5 with scikit-learn, one query at a time; first match found with a stable sort."""
+def evaluate(distmat, query_ids, gallery_ids, query_cams=None, gallery_cams=None) -> dict[str, float]:
+    """§5 with scikit-learn, one query at a time; first match found with a stable sort. With
+    cameras, each query's gallery loses the images of its player taken by its camera."""
     aps, firsts = [], []
     for i in range(len(query_ids)):
-        match = np.asarray(gallery_ids) == query_ids[i]
+        keep = np.ones(len(gallery_ids), dtype=bool)
+        if query_cams is not None:
+            keep = ~((np.asarray(gallery_ids) == query_ids[i]) & (np.asarray(gallery_cams) == query_cams[i]))
+        match = np.asarray(gallery_ids)[keep] == query_ids[i]
+        row = distmat[i][keep]
         if not match.any():
             continue
-        aps.append(average_precision_score(match, -distmat[i]))
-        order = np.argsort(distmat[i], kind="stable")
+        aps.append(average_precision_score(match, -row))
+        order = np.argsort(row, kind="stable")
         firsts.append(int(np.flatnonzero(match[order])[0]))
     firsts = np.array(firsts)
     return {"mAP": float(np.mean(aps)), "rank1": float(np.mean(firsts < 1)),

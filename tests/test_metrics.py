@@ -81,3 +81,38 @@ def test_bad_input():
         evaluate(dist, np.arange(2), np.arange(3))
     with pytest.raises(ReidError, match="no query"):
         evaluate(np.zeros((1, 2)), np.array([5]), np.array([1, 2]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("ties", [False, True])
+def test_camera_aware_matches_the_per_query_reference(seed, ties):
+    """The Market-1501 protocol: same player *and* same camera left out of each query's ranking."""
+    dist, q, g = case(4 + seed * 3, 12 + seed * 7, seed, ties, n_ids=4)
+    rng = np.random.default_rng(100 + seed)
+    qc, gc = rng.integers(0, 3, len(q)), rng.integers(0, 3, len(g))
+    left_out = (q[:, None] == g[None, :]) & (qc[:, None] == gc[None, :])
+    if not ((q[:, None] == g[None, :]) & ~left_out).any():
+        pytest.skip("no query keeps a match")
+    got = evaluate(dist, q, g, qc, gc)
+    expected = ref.evaluate(dist, q, g, qc, gc)
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-12), key
+    assert got["excluded"] == left_out.sum()
+
+
+def test_same_camera_matches_exist_and_are_left_out():
+    """A fixture where the only close match is from the query's own camera: plain evaluation
+    counts it, the camera-aware one does not, and equals the reference on the kept images."""
+    dist = np.array([[0.1, 0.5, 0.9, 0.3], [0.2, 0.8, 0.4, 0.6]], dtype=np.float32)
+    q, g = np.array([1, 2]), np.array([1, 2, 1, 2])
+    qc, gc = np.array([0, 0]), np.array([0, 0, 1, 1])
+    plain, aware = evaluate(dist, q, g), evaluate(dist, q, g, qc, gc)
+    assert plain["rank1"] == 0.5 and aware["rank1"] == 0.0
+    assert aware["mAP"] == pytest.approx(ref.evaluate(dist, q, g, qc, gc)["mAP"])
+    assert aware["mAP"] == pytest.approx(1 / 3), "each kept match ranks third of three"
+    assert aware["excluded"] == 2
+    assert evaluate(dist, q, g) == plain and "excluded" not in plain
+    with pytest.raises(ReidError, match="both the queries and the gallery"):
+        evaluate(dist, q, g, qc, None)
+    with pytest.raises(ReidError, match="camera ids"):
+        evaluate(dist, q, g, qc[:1], gc)
