@@ -16,6 +16,8 @@ first), `identities.png` (a row of crops per identity) and `provenance.json`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +183,9 @@ def group(cfg: Config, ctx: RankContext) -> None:
         entry_name(entry)
     require_writable(cfg.out_dir, "out_dir")
     names = list_crops(cfg.images)
-    groups, truth = frame_groups(cfg, names), true_players(cfg, names)
-    keep = readable(cfg.images, names, cfg.skip_bad)
+    with contextlib.nullcontext() if ctx.main else contextlib.redirect_stdout(io.StringIO()):  # said once
+        groups, truth = frame_groups(cfg, names), true_players(cfg, names)
+        keep = readable(cfg.images, names, cfg.skip_bad)
     names = [n for n, k in zip(names, keep, strict=True) if k]
     groups = None if groups is None else groups[keep]
     truth = None if truth is None else truth[keep]
