@@ -29,11 +29,12 @@ import pandas as pd
 from reid.api import entry_name, open_embedder
 from reid.clustering import identify
 from reid.config import Count, PositiveInt, format_config, run
+from reid.data import parse_name
 from reid.device import RankContext, amp_note, distributed
 from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import fuse_features
-from reid.images import image_problem
+from reid.images import listed, unreadable
 from reid.io import PROVENANCE, folder_as_unit, read_table, require_writable, write_csv, write_json
 from reid.metrics import clustering_scores
 from reid.runs import images_fingerprint
@@ -74,18 +75,16 @@ def list_crops(folder: Path) -> list[str]:
 
 def readable(folder: Path, names: list[str], skip_bad: bool) -> np.ndarray:
     """Which of `names` can be read; unreadable images are refused unless `skip_bad`."""
-    bad = [(n, problem) for n in names if (problem := image_problem(folder / n))]
-    if not bad:
-        return np.ones(len(names), dtype=bool)
-    shown = "; ".join(f"{folder / n} ({problem})" for n, problem in bad[:5]) + (
-        f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    bad = unreadable(folder / n for n in names)
     if len(bad) == len(names):
-        raise ReidError(f"--images={folder}: no readable image ({shown})")
-    if not skip_bad:
-        raise ReidError(f"{len(bad)} unreadable images in {folder}: {shown}; pass --skip_bad=true to leave them out")
-    print(f"skipping {len(bad)} unreadable images: {shown}")
-    skipped = {n for n, _ in bad}
-    return np.array([n not in skipped for n in names])
+        raise ReidError(f"--images={folder}: no readable image ({listed(bad)})")
+    if bad and not skip_bad:
+        raise ReidError(f"{len(bad)} unreadable images in {folder}: {listed(bad)}; pass --skip_bad=true to "
+                        "leave them out")
+    if bad:
+        print(f"skipping {len(bad)} unreadable images: {listed(bad)}")
+    skipped = {path for path, _ in bad}
+    return np.array([folder / n not in skipped for n in names])
 
 
 def match_rows(table: pd.DataFrame, column: str, names: list[str], path: Path) -> np.ndarray:
@@ -135,10 +134,10 @@ def frame_groups(cfg: Config, names: list[str]) -> np.ndarray | None:
 
 def official_names(names: list[str]) -> np.ndarray | None:
     """(player, sequence, frame) per crop when every file name has the official form, else None."""
-    fields = pd.Series([Path(n).name for n in names]).str.extract(r"^(\d+)_(\d+)_(\d+)\.jpe?g$", flags=0)
-    if fields.isna().any().any():
+    try:
+        return np.array([parse_name(Path(n).name) for n in names], dtype=np.int64).reshape(-1, 3)
+    except ReidError:
         return None
-    return fields.astype(np.int64).to_numpy()
 
 
 def true_players(cfg: Config, names: list[str]) -> np.ndarray | None:

@@ -85,13 +85,22 @@ def image_problem(path: Path) -> str | None:
     return None
 
 
+def unreadable(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """(path, why) of each image that `image_problem` finds unusable."""
+    return [(Path(p), problem) for p in paths if (problem := image_problem(Path(p)))]
+
+
+def listed(bad: list[tuple[Path, str]]) -> str:
+    """The first five of `unreadable`'s findings, and how many more, for a one-line message."""
+    shown = "; ".join(f"{p} ({problem})" for p, problem in bad[:5])
+    return shown + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+
+
 def require_images(paths: Iterable[Path], what: str) -> None:
     """Refuse, in one message listing them, images that `image_problem` finds unusable."""
-    bad = [(p, problem) for p in paths if (problem := image_problem(Path(p)))]
+    bad = unreadable(paths)
     if bad:
-        shown = "; ".join(f"{p} ({problem})" for p, problem in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise ReidError(f"{len(bad)} unreadable images in {what}: {shown}{more}")
+        raise ReidError(f"{len(bad)} unreadable images in {what}: {listed(bad)}")
 
 
 def as_rgb(item: ImageLike, index: int) -> np.ndarray:
