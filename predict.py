@@ -91,7 +91,7 @@ def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages, r
 
 def scores(mats: dict[str, np.ndarray], split: SplitImages) -> list[tuple[str, dict]]:
     q, g = split.query["player"].to_numpy(), split.gallery["player"].to_numpy()
-    return [(KINDS[name], evaluate(mat, q, g)) for name, mat in mats.items()]
+    return [(KINDS[name], evaluate(mat, q, g, *split.cameras)) for name, mat in mats.items()]
 
 
 def main(cfg: Config) -> None:

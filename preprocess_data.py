@@ -1,19 +1,26 @@
 """Stage 2: scan the dataset and write the CSV partitions train_df.csv and challenge_df.csv.
 
-    python preprocess_data.py [--data_dir=data] [--n_folds=10]
+    python preprocess_data.py [--data_dir=data] [--n_folds=10] [--layout=auto]
+
+The layout under <data_dir>/data_reid/ is detected (and printed) unless --layout names it:
+official (reid_training/, reid_test/{query,gallery}/, reid_challenge/) or market1501
+(bounding_box_train/, query/, bounding_box_test/ with names {pid}_c{camera}s{seq}_{frame}_{n}.jpg:
+junk pid -1 left out, distractors pid 0 kept in the test gallery, cameras kept for evaluation).
+Either way the same train_df.csv comes out, so no later stage knows layouts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from reid.config import Range, format_config, run
-from reid.data import build_challenge_df, build_train_df, image_paths
+from reid.data import build_challenge_df, build_train_df, image_paths, with_folds
 from reid.errors import ReidError
 from reid.images import require_images
 from reid.io import require_writable, write_csv
+from reid.layouts import detect_layout, scan_market1501, unmatched_queries
 
 Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 
@@ -21,7 +28,8 @@ Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 @dataclass
 class Config:
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/; the CSVs land there
-    n_folds: Folds = 10  # GroupKFold over games (capped at the number of games)
+    n_folds: Folds = 10  # GroupKFold over games (players for market1501), capped at their number
+    layout: Literal["auto", "official", "market1501"] = "auto"  # auto: detected from the folders
 
 
 def main(cfg: Config) -> None:
@@ -30,8 +38,17 @@ def main(cfg: Config) -> None:
     if not root.is_dir():
         raise ReidError(f"missing dataset folder {root}: run download.py first")
     require_writable(root, "data_dir")
-    train_df = build_train_df(root, cfg.n_folds)
-    challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
+    layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
+    print(f"layout    {layout}" + (" (detected)" if cfg.layout == "auto" else ""))
+    if layout == "official":
+        train_df = build_train_df(root, cfg.n_folds)
+        challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
+    else:
+        scanned, junk = scan_market1501(root)
+        train_df, challenge_df = with_folds(scanned, cfg.n_folds), None
+        print(f"left out {junk} junk images (pid -1, and distractors among the training images)")
+    if unmatched := unmatched_queries(train_df):
+        print(f"{unmatched} test queries have no possible match in the gallery: evaluation leaves them out")
     require_images(image_paths(root, train_df), "the training and test folders")
     if challenge_df is not None:
         require_images(image_paths(root, challenge_df), "the challenge folders")

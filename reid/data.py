@@ -28,6 +28,7 @@ _ANONYMOUS = re.compile(r"^(\d+)\.jpe?g$", re.IGNORECASE)
 
 TRAIN_COLUMNS = {"img_id": str, "folder": str, "player": int, "game": int, "split": str, "img_type": str, "fold": int}
 CHALLENGE_COLUMNS = {"img_id": str, "player": int, "img_type": str}
+OPTIONAL_COLUMNS = {"camera": int}  # where the layout knows each image's camera (Market-1501)
 
 # (folder under the data root, split, image type or None when the frame number decides)
 LABELLED_FOLDERS = [
@@ -126,10 +127,16 @@ def assign_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
     return df.assign(fold=folds)
 
 
+def with_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
+    """The `train_df.csv` partition from scanned rows of any layout: sorted, with folds."""
+    df = df.sort_values(["split", "folder", "img_id"], kind="stable").reset_index(drop=True)
+    columns = list(TRAIN_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df.columns]
+    return assign_folds(df, n_folds)[columns]
+
+
 def build_train_df(root: Path, n_folds: int) -> pd.DataFrame:
-    """The `train_df.csv` partition: training and test images with folds, sorted."""
-    df = scan_labelled(root).sort_values(["split", "folder", "img_id"], kind="stable")
-    return assign_folds(df.reset_index(drop=True), n_folds)[list(TRAIN_COLUMNS)]
+    """The `train_df.csv` partition of the official layout."""
+    return with_folds(scan_labelled(root), n_folds)
 
 
 def build_challenge_df(root: Path) -> pd.DataFrame | None:
@@ -161,7 +168,11 @@ def load_partition(path: Path, columns: dict[str, type] = TRAIN_COLUMNS) -> pd.D
     """Read a partition CSV written by preprocess_data.py, checking its columns and values."""
     if not Path(path).is_file():
         raise ReidError(f"missing {path}: run preprocess_data.py first")
-    df = read_table(path, columns)
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except (OSError, UnicodeDecodeError, ValueError):  # read_table names what is wrong with the file
+        header = []
+    df = read_table(path, columns | {c: kind for c, kind in OPTIONAL_COLUMNS.items() if c in header})
     if df.empty:
         raise ReidError(f"{path}: no rows; run preprocess_data.py again")
     bad = ~df["img_type"].isin(["q", "g"])
@@ -319,7 +330,8 @@ class SplitImages:
     """The queries and gallery of one split as predict.py scores them.
 
     `df` lists queries first, then the gallery, with `img_id` relative to the data root,
-    `id` the integer id the matrices and submission use, and `player` the label, or -1.
+    `id` the integer id the matrices and submission use, and `player` the label, or -1; and
+    `camera` where the layout records cameras.
     """
 
     name: str
@@ -333,6 +345,13 @@ class SplitImages:
     @property
     def gallery(self) -> pd.DataFrame:
         return self.df[self.df["img_type"] == "g"]
+
+    @property
+    def cameras(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(query cameras, gallery cameras) for camera-aware evaluation, or (None, None)."""
+        if "camera" not in self.df.columns:
+            return None, None
+        return self.query["camera"].to_numpy(), self.gallery["camera"].to_numpy()
 
 
 GROUND_TRUTH = "reid_challenge/ground_truth.csv"
@@ -352,7 +371,7 @@ def load_split(root: Path, split: str) -> SplitImages:
         df = load_partition(root / "train_df.csv")
         df = df[df["split"] == "test"].sort_values(["img_type", "folder", "img_id"], ascending=[False, True, True])
         df = pd.DataFrame({"img_id": df["folder"] + "/" + df["img_id"], "img_type": df["img_type"],
-                           "player": df["player"]})
+                           "player": df["player"], **{c: df[c] for c in OPTIONAL_COLUMNS if c in df.columns}})
         return SplitImages(split, df.assign(id=np.arange(len(df))).reset_index(drop=True), True)
     if split == "challenge":
         path = root / "challenge_df.csv"

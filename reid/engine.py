@@ -166,8 +166,9 @@ def restore_rng(states: list[dict], ctx: RankContext) -> None:
 
 
 def validation_metrics(embedder: Embedder, paths: list[Path], ids: np.ndarray, is_query: np.ndarray,
-                       batch_size: int, rerank: bool) -> dict[str, float]:
-    """mAP and CMC on the validation split, plain and (optionally) after both re-rankings."""
+                       batch_size: int, rerank: bool, cameras: np.ndarray | None = None) -> dict[str, float]:
+    """mAP and CMC on the validation split, plain and (optionally) after both re-rankings;
+    camera-aware where the partition has cameras."""
     feats = embedder.embed(paths, batch_size=batch_size, progress=True, desc="validation")
     qf, gf = feats[is_query], feats[~is_query]
     if rerank:
@@ -175,9 +176,10 @@ def validation_metrics(embedder: Embedder, paths: list[Path], ids: np.ndarray, i
         methods = {"": mats["dist"], "_kr": mats["dist_kr"], "_hw": mats["dist_hw"]}
     else:
         methods = {"": sq_euclidean(qf, gf)}
+    cams = (None, None) if cameras is None else (cameras[is_query], cameras[~is_query])
     out = {}
     for suffix, distmat in methods.items():
-        scores = evaluate(distmat, ids[is_query], ids[~is_query])
+        scores = evaluate(distmat, ids[is_query], ids[~is_query], *cams)
         out |= {f"mAP{suffix}": scores["mAP"], f"rank1{suffix}": scores["rank1"],
                 f"rank5{suffix}": scores["rank5"]}
     return out
@@ -299,7 +301,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
         if ctx.main:
             row = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"]}
             row |= validation_metrics(validator, val_paths, val_ids, val_is_query, cfg.eval_batch_size,
-                                      cfg.rerank_eval)
+                                      cfg.rerank_eval, val_df["camera"].to_numpy() if "camera" in val_df else None)
             row["seconds"] = round(time.time() - started, 1)
         rngs = rng_states(ctx)  # after validation, which draws from the generator too
         state["epoch"] = epoch + 1

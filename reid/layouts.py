@@ -1,0 +1,82 @@
+"""Datasets on disk in other layouts than the official one, read into the same partition.
+
+preprocess_data.py detects the layout under the data root and writes `train_df.csv` the same
+way for each, so no later stage knows layouts:
+
+- `official`: `reid_training/`, `reid_test/{query,gallery}/` (reid.data).
+- `market1501`: `bounding_box_train/`, `query/`, `bounding_box_test/`, names
+  `{pid}_c{camera}s{sequence}_{frame}_{n}.jpg`. As the Market-1501 protocol has it, junk
+  images (pid -1) are left out, distractors (pid 0) stay in the test gallery as nobody's
+  match, and the camera of each image is kept (column `camera`): evaluation then leaves out,
+  for each query, the gallery images of its player taken by its camera.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from reid.data import LABELLED_FOLDERS, TRAIN_COLUMNS, list_images
+from reid.errors import ReidError
+
+MARKET_FOLDERS = [("bounding_box_train", "train"), ("query", "test"), ("bounding_box_test", "test")]
+_MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
+JUNK, DISTRACTOR = -1, 0
+LAYOUTS = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0]}
+
+
+def detect_layout(root: Path) -> str:
+    """The layout of the data under `root`, from the folders it has; refused when it has none
+    or the folders of two layouts."""
+    found = [name for name, marker in LAYOUTS.items() if (root / marker).is_dir()]
+    if len(found) > 1:
+        raise ReidError(f"{root} mixes layouts ({', '.join(found)}): keep one dataset per data root")
+    if not found:
+        expected = "; ".join(f"{name}: {root / marker}/" for name, marker in LAYOUTS.items())
+        raise ReidError(f"{root} matches no layout; expected one of {expected}")
+    return found[0]
+
+
+def parse_market_name(folder: Path, name: str) -> tuple[int, int, int]:
+    """(pid, camera, sequence) of a Market-1501 file name; a name of another form is named."""
+    match = _MARKET.match(name)
+    if not match:
+        raise ReidError(f"{folder / name}: not a Market-1501 name {{pid}}_c{{camera}}s{{sequence}}_{{frame}}_{{n}}.jpg")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def scan_market1501(root: Path) -> tuple[pd.DataFrame, int]:
+    """Rows of `train_df.csv` (without folds, with `camera`) for a Market-1501 layout, and the
+    number of junk images left out. Training images are all gallery-role but the first of each
+    player (folds over players then have queries); `game` holds the player, so GroupKFold keeps
+    a player in one fold."""
+    rows, junk = [], 0
+    for folder, split in MARKET_FOLDERS:
+        names = list_images(root / folder)
+        if not names:
+            raise ReidError(f"empty folder {root / folder}")
+        for name in names:
+            pid, camera, _ = parse_market_name(root / folder, name)
+            if pid == JUNK or (split == "train" and pid == DISTRACTOR):
+                junk += 1
+                continue
+            img_type = "q" if folder == "query" else "g"
+            rows.append((name, folder, pid, pid, split, img_type, camera))
+    df = pd.DataFrame(rows, columns=[*list(TRAIN_COLUMNS)[:-1], "camera"])
+    train = df["split"] == "train"
+    first = ~df[train].duplicated("player")
+    df.loc[first[first].index, "img_type"] = "q"
+    return df, junk
+
+
+def unmatched_queries(df: pd.DataFrame) -> int:
+    """Test queries with no gallery image of their player (from another camera, where cameras
+    are known): no possible match, so evaluation leaves them out."""
+    test = df[df["split"] == "test"]
+    q, g = test[test["img_type"] == "q"], test[test["img_type"] == "g"]
+    if "camera" not in df.columns:
+        return int((~q["player"].isin(g["player"])).sum())
+    pairs = q.reset_index().merge(g[["player", "camera"]], on="player", suffixes=("", "_g"))
+    return len(q) - pairs.loc[pairs["camera"] != pairs["camera_g"], "index"].nunique()
