@@ -3,9 +3,12 @@
     python preprocess_data.py [--data_dir=data] [--n_folds=10] [--layout=auto]
 
 The layout under <data_dir>/data_reid/ is detected (and printed) unless --layout names it:
-official (reid_training/, reid_test/{query,gallery}/, reid_challenge/) or market1501
+official (reid_training/, reid_test/{query,gallery}/, reid_challenge/); market1501
 (bounding_box_train/, query/, bounding_box_test/ with names {pid}_c{camera}s{seq}_{frame}_{n}.jpg:
-junk pid -1 left out, distractors pid 0 kept in the test gallery, cameras kept for evaluation).
+junk pid -1 left out, distractors pid 0 kept in the test gallery, cameras kept for evaluation);
+or folders (train/<player>/[<sequence>/]<image>, test/ likewise and optional: without it a fifth
+of the players is held out; queries: the first image by name of each player in each sequence,
+none of a player with a single image).
 Either way the same train_df.csv comes out, so no later stage knows layouts.
 """
 
@@ -20,7 +23,7 @@ from reid.data import build_challenge_df, build_train_df, image_paths, with_fold
 from reid.errors import ReidError
 from reid.images import require_images
 from reid.io import require_writable, write_csv
-from reid.layouts import detect_layout, scan_market1501, unmatched_queries
+from reid.layouts import detect_layout, scan_folders, scan_market1501, unmatched_queries
 
 Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 
@@ -29,7 +32,7 @@ Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 class Config:
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/; the CSVs land there
     n_folds: Folds = 10  # GroupKFold over games (players for market1501), capped at their number
-    layout: Literal["auto", "official", "market1501"] = "auto"  # auto: detected from the folders
+    layout: Literal["auto", "official", "market1501", "folders"] = "auto"  # auto: detected from the folders
 
 
 def main(cfg: Config) -> None:
@@ -43,10 +46,14 @@ def main(cfg: Config) -> None:
     if layout == "official":
         train_df = build_train_df(root, cfg.n_folds)
         challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
-    else:
+    elif layout == "market1501":
         scanned, junk = scan_market1501(root)
         train_df, challenge_df = with_folds(scanned, cfg.n_folds), None
         print(f"left out {junk} junk images (pid -1, and distractors among the training images)")
+    else:
+        scanned, players, said = scan_folders(root)
+        train_df, challenge_df = with_folds(scanned, cfg.n_folds), None
+        print("\n".join(said + [f"wrote {write_csv(players, root / 'players.csv')} (player numbers -> folder names)"]))
     if unmatched := unmatched_queries(train_df):
         print(f"{unmatched} test queries have no possible match in the gallery: evaluation leaves them out")
     require_images(image_paths(root, train_df), "the training and test folders")

@@ -4,6 +4,12 @@ preprocess_data.py detects the layout under the data root and writes `train_df.c
 way for each, so no later stage knows layouts:
 
 - `official`: `reid_training/`, `reid_test/{query,gallery}/` (reid.data).
+- `folders`: `train/<player>/<image>` and optionally `test/<player>/<image>`, with an optional
+  level of sequence folders, `<split>/<player>/<sequence>/<image>`. Query roles: the first
+  image (by name) of each player in each sequence, or of each player without sequences; a
+  player with one image is a query of nothing (reported). Without `test/`, a fifth of the
+  players is held out as the test split (GroupKFold over players). Player folders may have any
+  name: players are numbered in name order and `players.csv` maps the numbers back.
 - `market1501`: `bounding_box_train/`, `query/`, `bounding_box_test/`, names
   `{pid}_c{camera}s{sequence}_{frame}_{n}.jpg`. As the Market-1501 protocol has it, junk
   images (pid -1) are left out, distractors (pid 0) stay in the test gallery as nobody's
@@ -16,6 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reid.data import LABELLED_FOLDERS, TRAIN_COLUMNS, list_images
@@ -24,7 +31,9 @@ from reid.errors import ReidError
 MARKET_FOLDERS = [("bounding_box_train", "train"), ("query", "test"), ("bounding_box_test", "test")]
 _MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
 JUNK, DISTRACTOR = -1, 0
-LAYOUTS = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0]}
+LAYOUTS = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0], "folders": "train"}
+SUFFIXES = (".jpg", ".jpeg", ".png")
+HELD_OUT = 5  # without test/, one player in this many is held out for testing
 
 
 def detect_layout(root: Path) -> str:
@@ -80,3 +89,56 @@ def unmatched_queries(df: pd.DataFrame) -> int:
         return int((~q["player"].isin(g["player"])).sum())
     pairs = q.reset_index().merge(g[["player", "camera"]], on="player", suffixes=("", "_g"))
     return len(q) - pairs.loc[pairs["camera"] != pairs["camera_g"], "index"].nunique()
+
+
+def _player_images(split_dir: Path) -> list[tuple[str, str, str]]:
+    """(player folder, sequence folder or "", file name) of every image of one split."""
+    found = []
+    for path in sorted(split_dir.rglob("*")):
+        parts = path.relative_to(split_dir).parts
+        if not path.is_file() or any(p.startswith(".") for p in parts) or path.suffix.lower() not in SUFFIXES:
+            continue
+        if len(parts) not in (2, 3):
+            raise ReidError(f"{path}: expected {split_dir}/<player>/<image> or {split_dir}/<player>/<sequence>/<image>")
+        found.append((parts[0], parts[1] if len(parts) == 3 else "", parts[-1]))
+    if not found:
+        raise ReidError(f"{split_dir}: no player folders with images (.jpg, .jpeg, .png) in it")
+    return found
+
+
+def roles(df: pd.DataFrame) -> tuple[pd.Series, int]:
+    """img_type per row: `q` for the first image of each (player, sequence), `g` for the rest;
+    a player with a single image has no match, so it is no query (their count is returned)."""
+    first = ~df.duplicated(["player", "sequence"])
+    alone = df.groupby("player")["player"].transform("size") == 1
+    return pd.Series(np.where(first & ~alone, "q", "g"), index=df.index), int(alone.sum())
+
+
+def scan_folders(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Rows of `train_df.csv` (without folds; `game` holds the player, so folds keep a player
+    together) for the folders layout, the player-number table, and what the caller should say
+    about the choices made."""
+    from sklearn.model_selection import GroupKFold
+
+    splits = {"train": _player_images(root / "train")}
+    if (root / "test").is_dir():
+        splits["test"] = _player_images(root / "test")
+    names = sorted({player for found in splits.values() for player, _, _ in found})
+    number = {name: i for i, name in enumerate(names)}
+    rows = [(image, f"{split}/{player}" + (f"/{seq}" if seq else ""), number[player], number[player], split, seq)
+            for split, found in splits.items() for player, seq, image in found]
+    df = pd.DataFrame(rows, columns=["img_id", "folder", "player", "game", "split", "sequence"])
+    said = []
+    if "test" not in splits:
+        players = df["player"].nunique()
+        if players < HELD_OUT:
+            raise ReidError(f"{root}: no test/ folder and {players} players: need {HELD_OUT} to hold some out")
+        _, held = next(GroupKFold(n_splits=HELD_OUT).split(df, groups=df["player"]))
+        df.loc[held, "split"] = "test"
+        said.append(f"no {root / 'test'}: held out {df.loc[held, 'player'].nunique()} of {players} players as the "
+                    "test split (GroupKFold over players)")
+    parts = [roles(part) for _, part in df.groupby("split")]
+    df["img_type"] = pd.concat([types for types, _ in parts])
+    if alone := sum(n for _, n in parts):
+        said.append(f"{alone} players have a single image: no query is made of them")
+    return df.drop(columns="sequence"), pd.DataFrame({"player": range(len(names)), "name": names}), said

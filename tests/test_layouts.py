@@ -88,3 +88,52 @@ def test_layouts_are_told_apart_and_bad_names_named(tmp_path):
     Image.fromarray(np.zeros((8, 4, 3), np.uint8)).save(root / "bounding_box_train" / "0001_cam1.jpg")
     result = call("preprocess_data.py", f"--data_dir={tmp_path / 'data'}")
     assert result.returncode == 1 and "0001_cam1.jpg: not a Market-1501 name" in result.stderr
+
+
+def write_folders(root, players: list[str], per_sequence: dict[str, int], split: str, seed: int) -> None:
+    """<root>/<split>/<player>/<sequence>/<image>.png with generated crops."""
+    crops = iter(sample_crops(len(players) * sum(per_sequence.values()), seed=seed))
+    for player in players:
+        for sequence, count in per_sequence.items():
+            folder = root / split / player / sequence
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(next(crops)).save(folder / f"img{i}.png")
+
+
+def test_a_folder_per_player_trains_and_predicts_unchanged(tmp_path):
+    root = tmp_path / "data" / "data_reid"
+    names = ["anna", "ben", "carl", "dora", "eve", "finn"]
+    write_folders(root, names, {"seq1": 3, "seq2": 2}, "train", seed=1)
+    write_folders(root, ["gus", "hal", "ida"], {"s1": 3, "s2": 2}, "test", seed=2)
+    (root / "test" / "solo" / "s1").mkdir(parents=True)
+    Image.fromarray(sample_crops(1, seed=3)[0]).save(root / "test" / "solo" / "s1" / "only.png")
+    result = call("preprocess_data.py", f"--data_dir={tmp_path / 'data'}", "--n_folds=2")
+    assert result.returncode == 0, result.stderr
+    assert "layout    folders (detected)" in result.stdout and "1 players have a single image" in result.stdout
+    df = pd.read_csv(root / "train_df.csv")
+    players = pd.read_csv(root / "players.csv")
+    assert sorted(players["name"]) == sorted(names + ["gus", "hal", "ida", "solo"])
+    test = df[df["split"] == "test"].merge(players, on="player")
+    queries = test[test["img_type"] == "q"]
+    assert sorted(queries["folder"]) == sorted(f"test/{p}/{s}" for p in ("gus", "hal", "ida") for s in ("s1", "s2"))
+    assert (queries["img_id"] == "img0.png").all(), "the first image by name of each player and sequence"
+    trained = call("train_our_post_resnet.py", f"--data_dir={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path}",
+                   "--run_name=f", *TINY)
+    assert trained.returncode == 0, trained.stderr
+    predicted = call("predict.py", f"--checkpoints={tmp_path / 'f'}", f"--data_dir={tmp_path / 'data'}",
+                     "--splits=test", f"--out_dir={tmp_path / 'out'}", "--num_workers=0", "--k1=3", "--k2=2")
+    assert predicted.returncode == 0, predicted.stderr
+    mat, q, g = load_matrix(tmp_path / "out" / "f" / "test" / "dist.npy")
+    assert mat.shape == (6, len(test) - 6)
+
+
+def test_without_a_test_folder_players_are_held_out(tmp_path):
+    root = tmp_path / "data" / "data_reid"
+    write_folders(root, [f"p{i}" for i in range(10)], {"a": 2}, "train", seed=4)
+    result = call("preprocess_data.py", f"--data_dir={tmp_path / 'data'}", "--n_folds=2")
+    assert result.returncode == 0, result.stderr
+    assert "held out 2 of 10 players as the test split (GroupKFold over players)" in result.stdout
+    df = pd.read_csv(root / "train_df.csv")
+    train, test = set(df.loc[df["split"] == "train", "player"]), set(df.loc[df["split"] == "test", "player"])
+    assert len(test) == 2 and not train & test
