@@ -12,6 +12,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from reid import synthetic
@@ -34,6 +35,7 @@ class Config:
     synthetic: bool = False  # make the procedural synthetic dataset instead of downloading
     synthetic_size: str = "small"  # small (about a tenth of the 2023 counts) or full
     seed: Count = 0  # seed of the synthetic dataset
+    layout: Literal["official", "folders", "market1501"] = "official"  # layout of the synthetic data on disk
     retries: Count = 5  # retries after a dropped connection, a timeout or a 5xx answer
     timeout: Positive = 30.0  # seconds without an answer before a retry
     backoff: NonNegative = 2.0  # seconds before the first retry, doubled for each next one
@@ -126,13 +128,14 @@ def make_synthetic(cfg: Config, target: Path) -> None:
     """The procedural stand-in dataset, labelled as synthetic (reid/synthetic.py)."""
     if target.exists():
         made = read_json(target / synthetic.MARKER)
-        if made.get("size") == cfg.synthetic_size and made.get("seed") == cfg.seed:
-            print(f"{target} already holds synthetic data (size {cfg.synthetic_size}, seed {cfg.seed}): "
-                  "nothing to do")
+        wanted = (cfg.synthetic_size, cfg.seed, cfg.layout)
+        if (made.get("size"), made.get("seed"), made.get("layout", "official")) == wanted:
+            print(f"{target} already holds synthetic data (size {cfg.synthetic_size}, seed {cfg.seed}, layout "
+                  f"{cfg.layout}): nothing to do")
             return
         raise ReidError(f"{target} exists and is not synthetic data of size {cfg.synthetic_size}, "
-                        f"seed {cfg.seed}: move it away or pick another --data_dir")
-    synthetic.generate(cfg.data_dir, cfg.synthetic_size, cfg.seed)
+                        f"seed {cfg.seed}, layout {cfg.layout}: move it away or pick another --data_dir")
+    synthetic.generate(cfg.data_dir, cfg.synthetic_size, cfg.seed, layout=cfg.layout)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,28 @@ def test_without_a_test_folder_players_are_held_out(tmp_path):
     df = pd.read_csv(root / "train_df.csv")
     train, test = set(df.loc[df["split"] == "train", "player"]), set(df.loc[df["split"] == "test", "player"])
     assert len(test) == 2 and not train & test
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["official", "folders", "market1501"])
+def test_synthetic_data_in_each_layout_goes_through_unchanged(layout, tmp_path):
+    """download.py writes the layout; preprocess, train and predict take it with no change."""
+    data = tmp_path / "data"
+    made = call("download.py", "--synthetic=true", "--synthetic_size=tiny", f"--layout={layout}",
+                f"--data_dir={data}")
+    assert made.returncode == 0, made.stderr
+    assert call("download.py", "--synthetic=true", "--synthetic_size=tiny", f"--layout={layout}",
+                f"--data_dir={data}").stdout.count("nothing to do") == 1
+    prepared = call("preprocess_data.py", f"--data_dir={data}", "--n_folds=2")
+    assert prepared.returncode == 0, prepared.stderr
+    assert f"layout    {layout} (detected)" in prepared.stdout
+    trained = call("train_our_post_resnet.py", f"--data_dir={data}", f"--checkpoint_dir={tmp_path}", "--run_name=r",
+                   *TINY)
+    assert trained.returncode == 0, trained.stderr
+    predicted = call("predict.py", f"--checkpoints={tmp_path / 'r'}", f"--data_dir={data}", "--splits=test",
+                     f"--out_dir={tmp_path / 'out'}", "--num_workers=0", "--k1=3", "--k2=2")
+    assert predicted.returncode == 0, predicted.stderr
+    mat, q, g = load_matrix(tmp_path / "out" / "r" / "test" / "dist.npy")
+    df = pd.read_csv(data / "data_reid" / "train_df.csv")
+    assert mat.shape == ((df["split"] == "test").groupby(df["img_type"]).sum()["q"], len(g))
+    assert ("camera" in df.columns) == (layout == "market1501")

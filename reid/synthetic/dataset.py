@@ -16,6 +16,7 @@ from pathlib import Path
 from reid.data import GROUND_TRUTH
 from reid.errors import ReidError
 from reid.synthetic.crops import render_sequence
+from reid.synthetic.layouts import relayout
 from reid.synthetic.planning import Plan, plan
 from reid.synthetic.preview import contact_sheet
 
@@ -55,8 +56,9 @@ def _render_all(p: Plan, root: Path, workers: int, progress: bool) -> None:
 
 
 def generate(data_dir: Path, size: str = "small", seed: int = 0, workers: int | None = None,
-             progress: bool = True) -> Path:
-    """Write the synthetic dataset to `<data_dir>/data_reid/` and return that folder.
+             progress: bool = True, layout: str = "official") -> Path:
+    """Write the synthetic dataset to `<data_dir>/data_reid/` in `layout` (official, folders or
+    market1501: reid/synthetic/layouts.py) and return that folder.
 
     Built in a hidden folder beside the target and renamed at the end, so an interrupted run
     leaves no half dataset. An existing target is never overwritten.
@@ -77,8 +79,9 @@ def generate(data_dir: Path, size: str = "small", seed: int = 0, workers: int | 
             writer.writerow(["img_id", "player", "sequence", "frame", "img_type"])
             writer.writerows(ground_truth_rows(p))
         contact_sheet(partial, p).quantize(256).save(partial / CONTACT_SHEET, optimize=True)
+        relayout(partial, layout)
         marker = {"synthetic": True, "generator": "reid/synthetic.py", "size": size, "seed": seed,
-                  "counts": p.counts()}
+                  **({"layout": layout} if layout != "official" else {}), "counts": p.counts()}
         (partial / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         partial.rename(target)
     finally:
