@@ -31,7 +31,7 @@ Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 @dataclass
 class Config:
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/; the CSVs land there
-    n_folds: Folds = 10  # GroupKFold over games (players for market1501), capped at their number
+    n_folds: Folds = 10  # GroupKFold over games (players in the other layouts), capped at their number
     layout: Literal["auto", "official", "market1501", "folders"] = "auto"  # auto: detected from the folders
 
 

@@ -196,7 +196,8 @@ def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = Non
     """The entry point of every script: parse, run, and turn a `ReidError` into one clean line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(usage(cls))
+        doc = inspect.getdoc(sys.modules.get(main.__module__))  # the script's own docstring: what it does
+        print(f"{doc}\n\n{usage(cls)}" if doc else usage(cls))
         return
     try:
         main(parse_args(cls, argv))

@@ -162,3 +162,9 @@ def test_synthetic_data_in_each_layout_goes_through_unchanged(layout, tmp_path):
     df = pd.read_csv(data / "data_reid" / "train_df.csv")
     assert mat.shape == ((df["split"] == "test").groupby(df["img_type"]).sum()["q"], len(g))
     assert ("camera" in df.columns) == (layout == "market1501")
+
+
+def test_help_states_the_layouts_and_the_query_rule():
+    text = call("preprocess_data.py", "--help").stdout
+    assert "first image by name of each player in each sequence" in text and "--layout=auto" in text
+    assert "junk pid -1 left out" in text
