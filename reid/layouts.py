@@ -5,7 +5,8 @@ way for each, so no later stage knows layouts:
 
 - `official`: `reid_training/`, `reid_test/{query,gallery}/` (reid.data).
 - `folders`: `train/<player>/<image>` and optionally `test/<player>/<image>`, with an optional
-  level of sequence folders, `<split>/<player>/<sequence>/<image>`. Query roles: the first
+  level of sequence folders, `<split>/<player>/<sequence>/<image>`, or a `sequences.csv`
+  (image,sequence,frame; image as `train/<player>/<file>`) beside them. Query roles: the first
   image (by name) of each player in each sequence, or of each player without sequences; a
   player with one image is a query of nothing (reported). Without `test/`, a fifth of the
   players is held out as the test split (GroupKFold over players). Player folders may have any
@@ -27,6 +28,7 @@ import pandas as pd
 
 from reid.data import LABELLED_FOLDERS, TRAIN_COLUMNS, list_images
 from reid.errors import ReidError
+from reid.io import read_table
 
 MARKET_FOLDERS = [("bounding_box_train", "train"), ("query", "test"), ("bounding_box_test", "test")]
 _MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
@@ -34,6 +36,7 @@ JUNK, DISTRACTOR = -1, 0
 LAYOUTS = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0], "folders": "train"}
 SUFFIXES = (".jpg", ".jpeg", ".png")
 HELD_OUT = 5  # without test/, one player in this many is held out for testing
+SEQUENCES = "sequences.csv"  # folders layout: image,sequence,frame, where sequence folders are not used
 
 
 def detect_layout(root: Path) -> str:
@@ -114,6 +117,17 @@ def roles(df: pd.DataFrame) -> tuple[pd.Series, int]:
     return pd.Series(np.where(first & ~alone, "q", "g"), index=df.index), int(alone.sum())
 
 
+def listed_sequences(path: Path, images: list[str]) -> list[str]:
+    """The sequence of each image (a path below the data root) from a sequences.csv that must
+    list every one of them."""
+    table = read_table(path, {"image": str, "sequence": int, "frame": int})
+    sequence = dict(zip(table["image"], table["sequence"].astype(str), strict=True))
+    missing = [i for i in images if i not in sequence]
+    if missing:
+        raise ReidError(f"{path}: no sequence for {len(missing)} images, e.g. {', '.join(missing[:3])}")
+    return [sequence[i] for i in images]
+
+
 def scan_folders(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Rows of `train_df.csv` (without folds; `game` holds the player, so folds keep a player
     together) for the folders layout, the player-number table, and what the caller should say
@@ -128,6 +142,8 @@ def scan_folders(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     rows = [(image, f"{split}/{player}" + (f"/{seq}" if seq else ""), number[player], number[player], split, seq)
             for split, found in splits.items() for player, seq, image in found]
     df = pd.DataFrame(rows, columns=["img_id", "folder", "player", "game", "split", "sequence"])
+    if (root / SEQUENCES).is_file():
+        df["sequence"] = listed_sequences(root / SEQUENCES, (df["folder"] + "/" + df["img_id"]).tolist())
     said = []
     if "test" not in splits:
         players = df["player"].nunique()

@@ -168,3 +168,19 @@ def test_help_states_the_layouts_and_the_query_rule():
     text = call("preprocess_data.py", "--help").stdout
     assert "first image by name of each player in each sequence" in text and "--layout=auto" in text
     assert "junk pid -1 left out" in text
+
+
+def test_sequences_can_come_from_a_csv(tmp_path):
+    root = tmp_path / "data" / "data_reid"
+    write_folders(root, [f"p{i}" for i in range(5)], {"": 4}, "train", seed=5)
+    write_folders(root, ["t1", "t2"], {"": 4}, "test", seed=6)
+    images = sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
+    rows = [f"{image},{int(image[-5]) // 2},{int(image[-5])}" for image in images]  # img0-1: sequence 0, img2-3: 1
+    (root / "sequences.csv").write_text("image,sequence,frame\n" + "\n".join(rows) + "\n")
+    assert call("preprocess_data.py", f"--data_dir={tmp_path / 'data'}", "--n_folds=2").returncode == 0
+    df = pd.read_csv(root / "train_df.csv")
+    queries = df[(df["split"] == "test") & (df["img_type"] == "q")]
+    assert sorted(queries["img_id"]) == ["img0.png", "img0.png", "img2.png", "img2.png"]
+    (root / "sequences.csv").write_text("image,sequence,frame\n" + "\n".join(rows[1:]) + "\n")
+    result = call("preprocess_data.py", f"--data_dir={tmp_path / 'data'}", "--n_folds=2")
+    assert result.returncode == 1 and "no sequence for 1 images" in result.stderr
