@@ -66,9 +66,10 @@ def scan_market1501(root: Path) -> tuple[pd.DataFrame, int]:
     a player in one fold."""
     rows, junk = [], 0
     for folder, split in MARKET_FOLDERS:
-        names = list_images(root / folder)
+        # Only images: the published archive also holds a Windows Thumbs.db in its folders.
+        names = [n for n in list_images(root / folder) if n.lower().endswith((".jpg", ".jpeg"))]
         if not names:
-            raise ReidError(f"empty folder {root / folder}")
+            raise ReidError(f"no .jpg images in {root / folder}")
         for name in names:
             pid, camera, _ = parse_market_name(root / folder, name)
             if pid == JUNK or (split == "train" and pid == DISTRACTOR):

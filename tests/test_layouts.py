@@ -36,6 +36,7 @@ def market(tmp_path_factory):
         (data / "data_reid" / folder).mkdir(parents=True)
         for name in names:
             Image.fromarray(next(crops)).save(data / "data_reid" / folder / name)
+        (data / "data_reid" / folder / "Thumbs.db").write_bytes(b"as in the published archive")
     return data
 
 
