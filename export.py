@@ -86,7 +86,8 @@ def main(cfg: Config) -> None:
     try:
         staged = staging / cfg.out.name
         export_graph(embedder, images[:2], staged, cfg.opset)
-        write_json(sidecar(embedder, staged), sidecar_path(staged))
+        record = sidecar(embedder, staged)  # hashes the graph once: it can be gigabytes
+        write_json(record, sidecar_path(staged))
         diffs = max_differences(embedder, OnnxEmbedder(staged, workers=1), images)
         worst = max(diffs, key=diffs.get)
         if diffs[worst] > cfg.tolerance:
@@ -94,7 +95,7 @@ def main(cfg: Config) -> None:
                             f"(tolerance {cfg.tolerance:.0e}, on {described}): nothing written")
         verified = {"images": described, "tolerance": cfg.tolerance,
                     "max_abs_diff": {str(size): diff for size, diff in diffs.items()}}
-        write_json(sidecar(embedder, staged, verified), sidecar_path(staged))
+        write_json(record | {"verified": verified}, sidecar_path(staged))
         keep(staged, cfg.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -27,20 +27,18 @@ import numpy as np
 import pandas as pd
 
 from reid.api import entry_name, open_embedder
-from reid.clustering import identify
+from reid.clustering import frame_groups, identify
 from reid.config import Count, PositiveInt, format_config, run
 from reid.data import parse_name
 from reid.device import RankContext, amp_note, distributed
 from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import fuse_features
-from reid.images import listed, unreadable
+from reid.images import find_images, listed, unreadable
 from reid.io import PROVENANCE, folder_as_unit, read_table, require_writable, write_csv, write_json
 from reid.metrics import clustering_scores
 from reid.runs import images_fingerprint
 from reid.visualize import identity_sheet
-
-SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass
@@ -65,9 +63,7 @@ def list_crops(folder: Path) -> list[str]:
     """Image paths inside `folder` (relative, sorted); hidden files and folders are skipped."""
     if not folder.is_dir():
         raise ReidError(f"--images={folder}: not a folder")
-    found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                   if p.suffix.lower() in SUFFIXES and p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    found = [str(p) for p in find_images(folder)]
     if not found:
         raise ReidError(f"--images={folder}: no .jpg, .jpeg or .png images in it")
     return found
@@ -108,20 +104,20 @@ def match_rows(table: pd.DataFrame, column: str, names: list[str], path: Path) -
 
 def read_keyed(path: Path, columns: dict[str, type], names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """A CSV keyed by image (column `image`, or `img_id` as in the dataset's own CSVs)."""
-    head = pd.read_csv(path, nrows=0).columns if path.is_file() else []
-    key = "img_id" if "image" not in head and "img_id" in head else "image"
-    table = read_table(path, {key: str, **columns})
+    table = read_table(path, columns, {"image": str, "img_id": str})
+    key = "image" if "image" in table.columns else "img_id"
+    if key not in table.columns:
+        raise ReidError(f"{path}: missing columns image (it has {', '.join(table.columns) or 'none'})")
     return table, match_rows(table, key, names, path)
 
 
-def frame_groups(cfg: Config, names: list[str]) -> np.ndarray | None:
+def crop_groups(cfg: Config, names: list[str]) -> np.ndarray | None:
     """A group id per crop, equal for crops of one (sequence, frame), -1 where unknown; None
     without any frame information."""
     if cfg.groups is not None:
         table, rows = read_keyed(cfg.groups, {"sequence": int, "frame": int}, names)
-        keys = table["sequence"].astype(np.int64).to_numpy() * 1_000_003 + table["frame"].to_numpy()
         groups = np.full(len(names), -1, dtype=np.int64)
-        groups[rows] = np.unique(keys, return_inverse=True)[1]
+        groups[rows] = frame_groups(table["sequence"], table["frame"])
         if (groups < 0).any():
             print(f"{(groups < 0).sum()} crops are not in {cfg.groups}: no frame constraint on them")
         return groups
@@ -129,7 +125,7 @@ def frame_groups(cfg: Config, names: list[str]) -> np.ndarray | None:
     if parsed is None:
         print("names are not {player}_{sequence}_{frame}.jpeg and no --groups: no frame constraints are used")
         return None
-    return np.unique(parsed[:, 1] * 1_000_003 + parsed[:, 2], return_inverse=True)[1]
+    return frame_groups(parsed[:, 1], parsed[:, 2])
 
 
 def official_names(names: list[str]) -> np.ndarray | None:
@@ -156,8 +152,8 @@ def true_players(cfg: Config, names: list[str]) -> np.ndarray | None:
 def embed_all(cfg: Config, paths: list[Path], ctx: RankContext) -> tuple[np.ndarray | None, list[dict[str, str]]]:
     """The fused features of every crop (None on all but the first process under torchrun, each
     of which embeds its share), and where each model's came from."""
-    if ctx.main and (note := amp_note(cfg.amp, ctx.device)):
-        print(note)
+    if note := amp_note(cfg.amp, ctx.device):
+        ctx.say(note)
     features, sources = [], []
     for entry in cfg.checkpoints:
         embedder = open_embedder(entry, ctx.device, amp=cfg.amp, workers=cfg.num_workers)
@@ -174,8 +170,7 @@ def main(cfg: Config) -> None:
 
 
 def group(cfg: Config, ctx: RankContext) -> None:
-    if ctx.main:
-        print(format_config(cfg))
+    ctx.say(format_config(cfg))
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     for entry in cfg.checkpoints:
@@ -183,7 +178,7 @@ def group(cfg: Config, ctx: RankContext) -> None:
     require_writable(cfg.out_dir, "out_dir")
     names = list_crops(cfg.images)
     with contextlib.nullcontext() if ctx.main else contextlib.redirect_stdout(io.StringIO()):  # said once
-        groups, truth = frame_groups(cfg, names), true_players(cfg, names)
+        groups, truth = crop_groups(cfg, names), true_players(cfg, names)
         keep = readable(cfg.images, names, cfg.skip_bad)
     names = [n for n, k in zip(names, keep, strict=True) if k]
     groups = None if groups is None else groups[keep]

@@ -102,8 +102,7 @@ def main(cfg: Config) -> None:
 
 
 def predict(cfg: Config, ctx: RankContext) -> None:
-    say = print if ctx.main else (lambda *args: None)
-    say(format_config(cfg))
+    ctx.say(format_config(cfg))
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     check_entries(cfg.checkpoints)
@@ -114,7 +113,7 @@ def predict(cfg: Config, ctx: RankContext) -> None:
     splits = []
     for name in cfg.splits:
         if name == "challenge" and not (root / "challenge_df.csv").is_file():
-            say(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
+            ctx.say(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
             continue
         splits.append(load_split(root, name))
         require_images([root / p for p in splits[-1].df["img_id"]], f"the {name} split")
@@ -122,7 +121,7 @@ def predict(cfg: Config, ctx: RankContext) -> None:
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     sources: list[dict[str, str]] = []
     if note := amp_note(cfg.amp, ctx.device):
-        say(note)
+        ctx.say(note)
     for entry in cfg.checkpoints:
         embedder = open_embedder(entry, ctx.device, amp=cfg.amp, flip=cfg.flip_tta, workers=cfg.num_workers)
         run_name = entry_name(entry)

@@ -65,7 +65,7 @@ def split_images(root: Path, split: str) -> tuple[list[Path], np.ndarray, np.nda
     if split == "test":
         paths = sorted((root / "reid_test").rglob("*.jpeg"))
         parsed = np.array([parse_name(p.name) for p in paths])
-        return paths, parsed[:, 0], np.unique(parsed[:, 1] * 1_000_003 + parsed[:, 2], return_inverse=True)[1]
+        return paths, parsed[:, 0], clustering.frame_groups(parsed[:, 1], parsed[:, 2])
     truth = pd.read_csv(root / "reid_challenge" / "ground_truth.csv")
     return [root / p for p in truth["img_id"]], truth["player"].to_numpy(), None
 

@@ -94,6 +94,13 @@ def identify(features: np.ndarray, groups: np.ndarray | None = None, k1: int = 2
     return _by_size(labels), confidence(sim, labels)
 
 
+def frame_groups(sequence: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The `groups` argument of `identify` from each crop's sequence and frame: one id per
+    (sequence, frame) pair."""
+    pairs = np.stack([np.asarray(sequence, dtype=np.int64), np.asarray(frame, dtype=np.int64)], axis=1)
+    return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
 def _params(given: dict[str, float]) -> dict[str, float]:
     """The method parameters with defaults filled in; unknown names and impossible values are errors."""
     unknown = set(given) - set(_DEFAULTS)

@@ -168,11 +168,7 @@ def load_partition(path: Path, columns: dict[str, type] = TRAIN_COLUMNS) -> pd.D
     """Read a partition CSV written by preprocess_data.py, checking its columns and values."""
     if not Path(path).is_file():
         raise ReidError(f"missing {path}: run preprocess_data.py first")
-    try:
-        header = pd.read_csv(path, nrows=0).columns
-    except (OSError, UnicodeDecodeError, ValueError):  # read_table names what is wrong with the file
-        header = []
-    df = read_table(path, columns | {c: kind for c, kind in OPTIONAL_COLUMNS.items() if c in header})
+    df = read_table(path, columns, OPTIONAL_COLUMNS)
     if df.empty:
         raise ReidError(f"{path}: no rows; run preprocess_data.py again")
     bad = ~df["img_type"].isin(["q", "g"])

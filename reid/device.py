@@ -63,6 +63,11 @@ class RankContext:
     def main(self) -> bool:
         return self.rank == 0
 
+    def say(self, text: str) -> None:
+        """Print from the first process only: a run of N processes speaks with one voice."""
+        if self.main:
+            print(text)
+
 
 def init_distributed(device: str) -> RankContext:
     """One process per device under torchrun (NCCL on CUDA, gloo on CPU); else one process."""

@@ -229,9 +229,8 @@ def fit(cfg: TrainConfig) -> Path:
 
 
 def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
-    log = print if ctx.main else (lambda *a, **k: None)
     run_dir = Path(cfg.checkpoint_dir) / cfg.run_name
-    log(format_config(cfg))
+    ctx.say(format_config(cfg))
     root = Path(cfg.data_dir) / "data_reid"
     train_df, val_df = split_fold(load_partition(root / "train_df.csv"), cfg.fold)
     data = data_fingerprint(root)
@@ -282,15 +281,15 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
         scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"], ctx)
         state = {k: ckpt[k] for k in state}
-        log(f"resuming {run_dir} after epoch {state['epoch']}")
+        ctx.say(f"resuming {run_dir} after epoch {state['epoch']}")
     elif (run_dir / "last.pt").exists():
         raise ReidError(f"{run_dir} already holds a run: pass --resume=true or another --run_name")
     if ctx.main:
         (run_dir / COMPLETE).unlink(missing_ok=True)
         save_config(cfg, run_dir / "config.json")
     if note := amp_note(cfg.amp, ctx.device):
-        log(note)
-    log(f"{len(train_set)} training images, {train_set.num_classes} players; "
+        ctx.say(note)
+    ctx.say(f"{len(train_set)} training images, {train_set.num_classes} players; "
         f"{updates} steps per epoch on {ctx.world_size} x {ctx.device.type}; run folder {run_dir}")
 
     for epoch in range(state["epoch"], cfg.epochs):
@@ -322,12 +321,12 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
             history = pd.DataFrame(state["history"])
             write_csv(history, run_dir / "metrics.csv")
             training_curves(history, run_dir / "curves.png", title=cfg.run_name)
-            log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            ctx.say("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         if ctx.world_size > 1:
             dist.barrier()
     if ctx.main:
         write_complete(run_dir, to_dict(cfg), data, state["best_map"])
-    log(f"done: best mAP {state['best_map']:.4f}; {run_dir / 'best.pt'}")
+    ctx.say(f"done: best mAP {state['best_map']:.4f}; {run_dir / 'best.pt'}")
     return run_dir
 
 

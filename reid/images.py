@@ -23,6 +23,7 @@ from reid.errors import ReidError
 
 INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST,
                   "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+SUFFIXES = (".jpg", ".jpeg", ".png")  # the image files a folder of crops is read for
 RESIZE_RULE = "longest side to img_size keeping the aspect ratio, then zero padding centred to a square"
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
@@ -46,9 +47,17 @@ class DataConfig:
         return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
 
+def usable_cores() -> int:
+    """The cores this process may use (its CPU affinity, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    """Decoding threads: as many as cores, up to 8."""
-    return min(8, os.cpu_count() or 1)
+    """Decoding threads: as many as usable cores, up to 8."""
+    return min(8, usable_cores())
 
 
 def interpolation_flag(name: str) -> int:
@@ -101,6 +110,13 @@ def require_images(paths: Iterable[Path], what: str) -> None:
     bad = unreadable(paths)
     if bad:
         raise ReidError(f"{len(bad)} unreadable images in {what}: {listed(bad)}")
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Every .jpg, .jpeg and .png below `folder`, as paths relative to it, sorted as text;
+    hidden files and folders are skipped."""
+    found = (p.relative_to(folder) for p in Path(folder).rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+    return sorted((p for p in found if not any(part.startswith(".") for part in p.parts)), key=str)
 
 
 def as_rgb(item: ImageLike, index: int) -> np.ndarray:

@@ -113,10 +113,11 @@ def write_json(obj: Any, path: Path | str) -> Path:
     return path
 
 
-def read_table(path: Path | str, columns: dict[str, type]) -> pd.DataFrame:
+def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, type] | None = None) -> pd.DataFrame:
     """A CSV that must have `columns` ({name: int or str}), every cell of them filled, the int
     ones whole numbers: the one reader of the project's CSV inputs, so every fault names the file,
-    the column and the first bad row (rows counted as in a text editor, the header being 1)."""
+    the column and the first bad row (rows counted as in a text editor, the header being 1).
+    `optional` columns are held to the same rules where the file has them."""
     path = Path(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -127,7 +128,8 @@ def read_table(path: Path | str, columns: dict[str, type]) -> pd.DataFrame:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ReidError(f"{path}: missing columns {', '.join(missing)} (it has {', '.join(df.columns) or 'none'})")
-    for name, kind in columns.items():
+    present = {name: kind for name, kind in (optional or {}).items() if name in df.columns}
+    for name, kind in (columns | present).items():
         cells = df[name].str.strip()
         bad = cells == "" if kind is str else ~cells.str.fullmatch(r"-?\d+")
         if bad.any():

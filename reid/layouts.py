@@ -28,13 +28,13 @@ import pandas as pd
 
 from reid.data import LABELLED_FOLDERS, TRAIN_COLUMNS, list_images
 from reid.errors import ReidError
+from reid.images import find_images
 from reid.io import read_table
 
 MARKET_FOLDERS = [("bounding_box_train", "train"), ("query", "test"), ("bounding_box_test", "test")]
 _MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
 JUNK, DISTRACTOR = -1, 0
 LAYOUTS = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0], "folders": "train"}
-SUFFIXES = (".jpg", ".jpeg", ".png")
 HELD_OUT = 5  # without test/, one player in this many is held out for testing
 SEQUENCES = "sequences.csv"  # folders layout: image,sequence,frame, where sequence folders are not used
 
@@ -98,10 +98,8 @@ def unmatched_queries(df: pd.DataFrame) -> int:
 def _player_images(split_dir: Path) -> list[tuple[str, str, str]]:
     """(player folder, sequence folder or "", file name) of every image of one split."""
     found = []
-    for path in sorted(split_dir.rglob("*")):
-        parts = path.relative_to(split_dir).parts
-        if not path.is_file() or any(p.startswith(".") for p in parts) or path.suffix.lower() not in SUFFIXES:
-            continue
+    for relative in find_images(split_dir):
+        parts, path = relative.parts, split_dir / relative
         if len(parts) not in (2, 3):
             raise ReidError(f"{path}: expected {split_dir}/<player>/<image> or {split_dir}/<player>/<sequence>/<image>")
         found.append((parts[0], parts[1] if len(parts) == 3 else "", parts[-1]))

@@ -72,8 +72,9 @@ def graph_opset(path: Path) -> int:
     return next(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def sidecar(embedder: Embedder, path: Path, verified: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What a runtime needs besides the graph, and where the graph came from."""
+def sidecar(embedder: Embedder, path: Path) -> dict[str, Any]:
+    """What a runtime needs besides the graph, and where the graph came from (`verified` is
+    filled in once the export has been checked)."""
     cfg = embedder.data_config
     data = path.with_name(path.name + ".data")
     return {
@@ -89,7 +90,7 @@ def sidecar(embedder: Embedder, path: Path, verified: dict[str, Any] | None = No
         "external_data": data.name if data.exists() else None,
         "checkpoint": embedder.source.get("checkpoint", ""),
         "checkpoint_sha256": embedder.source.get("checkpoint_sha256", ""),
-        "verified": verified,
+        "verified": None,
     }
 
 

@@ -32,8 +32,8 @@ Modules, each importing only those above it: `palette` (colours, letters, fonts)
 """
 
 from reid.data import GROUND_TRUTH
-from reid.synthetic.dataset import CONTACT_SHEET, MARKER, default_workers, generate, ground_truth_rows
+from reid.synthetic.dataset import CONTACT_SHEET, MARKER, generate, ground_truth_rows
 from reid.synthetic.planning import FRAMES, SIZES, SPLITS, Person, Plan, Sequence, plan
 
 __all__ = ["CONTACT_SHEET", "FRAMES", "GROUND_TRUTH", "MARKER", "SIZES", "SPLITS", "Person", "Plan", "Sequence",
-           "default_workers", "generate", "ground_truth_rows", "plan"]
+           "generate", "ground_truth_rows", "plan"]

@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from reid.data import GROUND_TRUTH
 from reid.errors import ReidError
+from reid.images import usable_cores
 from reid.synthetic.crops import render_sequence
 from reid.synthetic.layouts import relayout
 from reid.synthetic.planning import Plan, plan
@@ -29,14 +29,6 @@ def ground_truth_rows(p: Plan) -> list[tuple[str, int, int, int, str]]:
     return [(path, person.player, seq.number, frame, "q" if frame == 0 else "g")
             for seq in p.sequences if seq.split == "challenge"
             for person in seq.people for frame, path in person.files]
-
-
-def default_workers() -> int:
-    """The cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _render_all(p: Plan, root: Path, workers: int, progress: bool) -> None:
@@ -73,7 +65,7 @@ def generate(data_dir: Path, size: str = "small", seed: int = 0, workers: int | 
         folders = {str(Path(path).parent) for seq in p.sequences for person in seq.people for _, path in person.files}
         for folder in folders:
             (partial / folder).mkdir(parents=True, exist_ok=True)
-        _render_all(p, partial, workers or default_workers(), progress)
+        _render_all(p, partial, workers or usable_cores(), progress)
         with open(partial / GROUND_TRUTH, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["img_id", "player", "sequence", "frame", "img_type"])
