@@ -2,10 +2,12 @@
 
     python -m bench.identify                       # after `make demo` (its data and lite0_128 model)
     python -m bench.identify --scale=0             # the comparison only
+    python -m bench.identify --scale=0 --tta=true  # and identify.py's test-time augmentation, each setting
 
 On the test split (query and gallery together; frame constraints from the names, which only
 `identify` uses) and the challenge split (no constraints) of the synthetic data, features from
-the demo's trained `lite0_128`:
+the demo's trained `lite0_128` embedded as identify.py does by default (at 1 and 1.25 times its
+input size, averaged):
 
 - DBSCAN on Euclidean distances, and on k-reciprocal Jaccard distances, each with the eps that
   scores best *against the ground truth* (scikit-learn's default min_samples=5; noise counted
@@ -17,6 +19,10 @@ Then `--scale` generated player crops (reid.synthetic: one scene and ten players
 official names, so frames constrain and players score) go through `identify.py` in a fresh
 process, embedding included: wall seconds and peak memory (the process's maximum resident set).
 References use dense N x N matrices (fine at these sizes); `identify` never does.
+
+`--tta=true` embeds both splits under each test-time augmentation setting of TTA (the table in
+identify.py's docstring): rank-1 (each crop's nearest other crop outside its frame is the same
+player), identify's ARI and K, and the embedding seconds relative to one plain pass.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from sklearn.cluster import DBSCAN
 
 from reid import clustering
 from reid.api import Embedder
-from reid.config import Count, PositiveInt, format_config, run
+from reid.config import Count, Positive, PositiveInt, format_config, run
 from reid.data import parse_name
 from reid.errors import ReidError
 from reid.metrics import clustering_scores
@@ -48,12 +54,17 @@ from reid.synthetic.crops import sample_crops
 
 EPS = np.linspace(0.01, 1.5, 150)  # the eps grid searched against the ground truth
 PER_SEQUENCE = 500  # generated crops per sequence: 50 frames of 10 players
+TTA = (((1.0,), False), ((1.0,), True), ((1.0, 1.125), False), ((1.0, 1.25), False), ((1.0, 1.25), True),
+       ((0.875, 1.0, 1.125), True))  # (scales, flip) settings compared by --tta
 
 
 @dataclass
 class Config:
     data_dir: Path = Path("data/synthetic")  # the demo's synthetic data: <data_dir>/data_reid/
     checkpoint: Path = Path("checkpoints/demo/lite0_128")  # the demo's trained model
+    scales: tuple[Positive, ...] = (1.0, 1.25)  # test-time scales, as identify.py's default
+    flip_tta: bool = False  # test-time mirroring, as identify.py's default
+    tta: bool = False  # also compare the test-time augmentation settings of TTA
     k1: PositiveInt = 20  # re-ranking neighbourhood, for every Jaccard distance here
     k2: PositiveInt = 6  # local query expansion
     scale: Count = 20000  # generated crops for the end-to-end run; 0 skips it
@@ -130,7 +141,8 @@ def end_to_end(cfg: Config) -> str:
             pool.map(write_sequence, jobs)
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "identify.py", f"--images={crops}", f"--checkpoints={cfg.checkpoint}",
-                               f"--out_dir={Path(tmp) / 'out'}", f"--num_workers={cfg.workers}", "--device=cpu"],
+                               f"--out_dir={Path(tmp) / 'out'}", f"--num_workers={cfg.workers}", "--device=cpu",
+                               f"--scales={','.join(map(str, cfg.scales))}", f"--flip_tta={cfg.flip_tta}"],
                               capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if done.returncode:
@@ -138,6 +150,33 @@ def end_to_end(cfg: Config) -> str:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     lines = [line for line in done.stdout.splitlines() if "->" in line or "ARI" in line]
     return "\n".join(lines) + f"\nend to end (embedding included): {seconds:.0f} s, peak memory {peak:.2f} GiB"
+
+
+def rank1(f: np.ndarray, truth: np.ndarray, groups: np.ndarray | None) -> float:
+    """How often a crop's nearest other crop outside its frame shows the same player."""
+    d = 2 - 2 * f @ f.T
+    d[np.diag_indices(len(f))] = np.inf
+    if groups is not None:
+        d[groups[:, None] == groups[None, :]] = np.inf
+    return float((truth[d.argmin(axis=1)] == truth).mean())
+
+
+def tta_table(cfg: Config, splits: dict[str, tuple[list[Path], np.ndarray, np.ndarray | None]]) -> str:
+    """One row per (scales, flip) of TTA: per split rank-1, identify's ARI and K; embedding time."""
+    out = ["scales            flip   time   " + "  ".join(f"{s} rank-1  ARI   K/true" for s in splits)]
+    plain = None
+    for scales, flip in TTA:
+        embedder = Embedder.from_checkpoint(cfg.checkpoint, workers=cfg.workers, scales=scales, flip=flip)
+        started, cells = time.perf_counter(), []
+        for paths, truth, groups in splits.values():
+            f = embedder.embed(paths, progress=True, desc=f"scales {scales}, flip {flip}")
+            s = clustering_scores(clustering.identify(f, groups, cfg.k1, cfg.k2)[0], truth)
+            cells.append(f"{rank1(f, truth, groups):11.3f}  {s['ARI']:.2f}  {s['K']:3d}/{s['true_K']}")
+        seconds = time.perf_counter() - started
+        plain = plain or seconds
+        out.append(f"{', '.join(map(str, scales)):17s} {'yes' if flip else 'no':5s} {seconds / plain:4.1f}x  "
+                   + "   ".join(cells))
+    return "\n".join(out)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -152,13 +191,15 @@ def main(cfg: Config) -> None:
     root = cfg.data_dir / "data_reid"
     if not (root / "reid_challenge" / "ground_truth.csv").is_file():
         raise ReidError(f"no synthetic data with ground truth under {root}: run `make demo` first")
-    embedder = Embedder.from_checkpoint(cfg.checkpoint, workers=cfg.workers)
+    embedder = Embedder.from_checkpoint(cfg.checkpoint, workers=cfg.workers, scales=cfg.scales, flip=cfg.flip_tta)
+    splits = {split: split_images(root, split) for split in ("test", "challenge")}
     rows = []
-    for split in ("test", "challenge"):
-        paths, truth, groups = split_images(root, split)
+    for split, (paths, truth, groups) in splits.items():
         f = embedder.embed(paths, progress=True, desc=split)
         rows += [{"split": split, **row} for row in compare(f, truth, groups, cfg)]
     print(markdown(rows))
+    if cfg.tta:
+        print(tta_table(cfg, splits))
     if cfg.scale:
         print(end_to_end(cfg))
 

@@ -6,8 +6,9 @@ verification and identify.py all call `embed`. Use it through `reid.api`.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 
 from reid.device import RankContext, amp_dtype, autocast, resolve_device
 from reid.errors import ReidError
-from reid.images import DataConfig, ImageLike, default_workers, embed_batches
+from reid.images import DataConfig, ImageLike, default_workers, embed_at_sizes, require_sizes, scaled_sizes
 from reid.models import build_encoder, load_checkpoint
 from reid.runs import file_sha256
 
@@ -34,18 +35,21 @@ def checkpoint_file(path: Path) -> Path:
 class Embedder:
     """A PyTorch encoder with the preprocessing it was trained with.
 
-    `flip` adds the features of the mirrored image before the normalisation (test-time
-    augmentation); `amp` (bf16, fp16, off) applies on CUDA only.
+    Test-time augmentation: `flip` adds the features of the mirrored image before the
+    normalisation; `scales` embeds every image at each multiple of the trained input size and
+    averages the unit-length features (the default, 1.0 alone, is the trained size). `amp`
+    (bf16, fp16, off) applies on CUDA only.
     """
 
     def __init__(self, model: nn.Module, data_config: DataConfig, device: str | torch.device = "cpu",
                  amp: str = "off", flip: bool = False, workers: int | None = None,
-                 source: dict[str, str] | None = None):
+                 source: dict[str, str] | None = None, scales: Sequence[float] = (1.0,)):
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.data_config = data_config
         self.dtype = amp_dtype(amp, self.device)
         self.flip = flip
+        self.scales = tuple(scales)
         self.workers = default_workers() if workers is None else workers
         self.source = source or {}
 
@@ -80,6 +84,18 @@ class Embedder:
         """The length of a feature vector."""
         return int(self.model.num_features)
 
+    def accepts(self, size: int) -> bool:
+        """Whether the model takes `size`-pixel input: a convolutional backbone takes any size,
+        a transformer built for one size (its position embeddings) refuses the others."""
+        if size == self.data_config.img_size:
+            return True
+        try:
+            with self._evaluating():
+                self.model(torch.zeros(1, 3, size, size, device=self.device))
+        except (AssertionError, RuntimeError, ValueError):  # timm asserts on the size; torch raises on shapes
+            return False
+        return True
+
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Unit-length float32 features of a preprocessed (B, 3, S, S) batch on this device."""
         with autocast(self.device, self.dtype):
@@ -92,12 +108,20 @@ class Embedder:
               desc: str = "embedding") -> np.ndarray:
         """(N, dim) float32 features of `images` (file paths, PIL images or H x W x 3 uint8 RGB
         arrays, mixed), rows of unit length, in input order."""
+        sizes = scaled_sizes(self.data_config.img_size, self.scales)
+        require_sizes(self.accepts, sizes, self.data_config.img_size, self.source.get("model", "the model"))
+        with self._evaluating():
+            return embed_at_sizes(self._run, images, self.data_config, sizes, self.dim, batch_size, self.workers,
+                                  progress, desc)
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The model in eval mode and without autograd for the block, as it was afterwards."""
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                return embed_batches(self._run, images, self.data_config, self.dim, batch_size, self.workers,
-                                     progress, desc)
+                yield
         finally:
             self.model.train(was_training)
 

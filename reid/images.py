@@ -196,3 +196,33 @@ def embed_batches(run: Callable[[np.ndarray], np.ndarray], images: Sequence[Imag
             out[start:start + len(batch)] = run(batch)
             bar.update(len(batch))
     return out
+
+
+def scaled_sizes(img_size: int, scales: Sequence[float]) -> list[int]:
+    """The input size, in pixels, of each test-time scale of a model trained at `img_size`."""
+    if not scales or min(scales) <= 0:
+        raise ReidError(f"scales must be positive numbers (got {', '.join(map(str, scales)) or 'none'})")
+    return [max(1, round(img_size * s)) for s in scales]
+
+
+def require_sizes(accepts: Callable[[int], bool], sizes: Sequence[int], img_size: int, model: str) -> None:
+    """Refuse, in one line, input sizes the model cannot take."""
+    if refused := [s for s in sizes if not accepts(s)]:
+        raise ReidError(f"{model} takes {img_size}-pixel input only, not {', '.join(map(str, refused))}: "
+                        "leave its scales at 1")
+
+
+def embed_at_sizes(run: Callable[[np.ndarray], np.ndarray], images: Sequence[ImageLike], cfg: DataConfig,
+                   sizes: Sequence[int], dim: int, batch_size: int, workers: int, progress: bool,
+                   desc: str) -> np.ndarray:
+    """`embed_batches` at each input size, the unit-length rows averaged and normalised again
+    (multi-scale test-time augmentation); one size is `embed_batches` itself."""
+    images = list(images)
+    out = None
+    for size in sizes:
+        f = embed_batches(run, images, dataclasses.replace(cfg, img_size=size), dim, batch_size, workers, progress,
+                          desc if len(sizes) == 1 else f"{desc} {size}px")
+        out = f if out is None else out + f
+    if len(sizes) > 1:
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), np.finfo(np.float32).tiny)
+    return out

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from reid.errors import ReidError
-from reid.images import DataConfig, ImageLike, default_workers, embed_batches
+from reid.images import DataConfig, ImageLike, default_workers, embed_at_sizes, require_sizes, scaled_sizes
 from reid.io import read_record
 from reid.runs import file_sha256
 
@@ -82,7 +82,8 @@ class OnnxEmbedder:
     """The same `embed` as `Embedder`, on onnxruntime (CPU by default, `device="cuda"` when the
     onnxruntime-gpu build and a GPU are there)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", workers: int | None = None, threads: int = 0):
+    def __init__(self, path: str | Path, device: str = "cpu", workers: int | None = None, threads: int = 0,
+                 scales: Sequence[float] = (1.0,)):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -91,6 +92,7 @@ class OnnxEmbedder:
         self.sidecar = read_sidecar(self.path)
         self.data_config = data_config_of(self.sidecar)
         self.workers = default_workers() if workers is None else workers
+        self.scales = tuple(scales)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
@@ -109,5 +111,11 @@ class OnnxEmbedder:
     def embed(self, images: Sequence[ImageLike], batch_size: int = 64, progress: bool = False,
               desc: str = "embedding") -> np.ndarray:
         """(N, dim) float32 features, rows of unit length, in input order."""
-        return embed_batches(lambda batch: self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], images,
-                             self.data_config, self.dim, batch_size, self.workers, progress, desc)
+        sizes = scaled_sizes(self.data_config.img_size, self.scales)
+        require_sizes(self.accepts, sizes, self.data_config.img_size, self.path.name)
+        return embed_at_sizes(lambda batch: self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], images,
+                              self.data_config, sizes, self.dim, batch_size, self.workers, progress, desc)
+
+    def accepts(self, size: int) -> bool:
+        """Whether the graph takes `size`-pixel input: an exported graph has one input size."""
+        return size == self.data_config.img_size
