@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -76,6 +78,27 @@ def test_flip_adds_the_mirror_image(crops):
         expected = F.normalize(model.eval()(batch) + model(batch.flip(-1)), dim=-1).numpy()
     np.testing.assert_allclose(flipped.embed(crops), expected, atol=1e-5)
     assert np.abs(expected - Embedder(model, data).embed(crops)).max() > 1e-4
+
+
+def test_scales_average_the_unit_features_of_each_input_size(crops):
+    """Multi-scale test-time augmentation: the mean of each size's unit-length features, renormalised."""
+    model, data = build_encoder("efficientnet_lite0", pretrained=False, img_size=32)
+    at = {size: Embedder(model, dataclasses.replace(data, img_size=size)).embed(crops) for size in (32, 48)}
+    both = Embedder(model, data, scales=(1.0, 1.5)).embed(crops)
+    expected = at[32] + at[48]
+    np.testing.assert_allclose(both, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+    assert np.abs(both - at[32]).max() > 1e-3
+    np.testing.assert_array_equal(Embedder(model, data, scales=(1.0,)).embed(crops), at[32])
+
+
+def test_a_model_of_one_input_size_refuses_other_scales_in_one_line(crops):
+    model, data = build_encoder("test_vit", pretrained=False, img_size=32)  # patches of 16 pixels
+    embedder = Embedder(model, data, scales=(1.0, 1.25))
+    assert embedder.accepts(32) and not embedder.accepts(40)
+    with pytest.raises(ReidError, match="takes 32-pixel input only, not 40: leave its scales at 1"):
+        embedder.embed(crops)
+    with pytest.raises(ReidError, match="scales must be positive numbers"):
+        Embedder(model, data, scales=(1.0, 0.0)).embed(crops)
 
 
 def test_a_training_model_stays_in_training_mode(crops):

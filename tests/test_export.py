@@ -82,6 +82,14 @@ def test_onnx_embedder_runs_without_pytorch(vit_export, tmp_path):
     assert np.abs(np.load(tmp_path / "feats.npy") - expected).max() <= 1e-4
 
 
+def test_an_exported_graph_takes_its_own_input_size_only(vit_export):
+    root, _ = vit_export
+    graph = OnnxEmbedder(root / "model.onnx", scales=(1.0, 1.5))
+    assert graph.accepts(32) and not graph.accepts(48)
+    with pytest.raises(ReidError, match="model.onnx takes 32-pixel input only, not 48"):
+        graph.embed(sample_crops(2, seed=7))
+
+
 def test_a_sidecar_that_is_missing_or_belongs_elsewhere_is_refused(vit_export, tmp_path):
     root, _ = vit_export
     alone = tmp_path / "alone.onnx"

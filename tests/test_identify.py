@@ -23,6 +23,7 @@ def setup(tmp_path_factory):
     assert call("download.py", "--synthetic=true", "--synthetic_size=tiny", f"--data_dir={data}").returncode == 0
     write_checkpoint(root / "ck" / "a" / "best.pt", "test_vit", 32, seed=1)
     write_checkpoint(root / "ck" / "b" / "best.pt", "test_vit", 32, seed=2)
+    write_checkpoint(root / "ck" / "cnn" / "best.pt", "efficientnet_lite0", 32, seed=3)
     return root, data / "data_reid"
 
 
@@ -80,6 +81,25 @@ def test_other_names_mean_no_constraints_and_no_scores(setup, tmp_path):
     assert "12 images -> " in result.stdout
 
 
+def test_crops_are_embedded_at_each_scale_a_model_takes(setup, tmp_path):
+    """A convolutional model takes the default two input sizes; the ViT (16-pixel patches, 32
+    pixels) cannot take 40, so it runs at 32 alone and says so in one line."""
+    root, data = setup
+    out = tmp_path / "ident"
+    result = identify(root, f"--checkpoints={root / 'ck' / 'cnn'},{root / 'ck' / 'a'}",
+                      f"--images={data / 'reid_test' / 'query'}", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("takes 32-pixel input only") == 1
+    assert "a takes 32-pixel input only: its crops are embedded at that size alone" in result.stdout
+    sources = json.loads((out / "provenance.json").read_text())["sources"]
+    assert [(s["model"], s["scales"], s["flip"]) for s in sources] == [
+        ("efficientnet_lite0", [1.0, 1.25], False), ("test_vit", [1.0], False)]
+    flipped = identify(root, "--scales=1.5", "--flip_tta=true", f"--images={data / 'reid_test' / 'query'}",
+                       f"--out_dir={tmp_path / 'flipped'}")
+    assert flipped.returncode == 0, flipped.stderr
+    assert json.loads((tmp_path / "flipped" / "provenance.json").read_text())["sources"][0]["flip"] is True
+
+
 def test_bad_input_is_one_line_and_writes_nothing(setup, tmp_path):
     root, data = setup
     empty = tmp_path / "empty"
@@ -103,6 +123,7 @@ def test_bad_input_is_one_line_and_writes_nothing(setup, tmp_path):
         ([f"--images={mixed}", f"--groups={no_columns}"], "missing columns sequence"),
         ([f"--images={data / 'reid_test'}", f"--groups={strangers}"], "nobody.jpeg"),
         ([f"--images={data / 'reid_test'}", f"--checkpoints={tmp_path / 'no_run'}"], "no checkpoint at"),
+        ([f"--images={data / 'reid_test'}", "--scales=1,0"], "--scales"),
     ]
     for args, message in cases:
         result = identify(root, *args, f"--out_dir={out}")
