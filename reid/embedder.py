@@ -50,6 +50,7 @@ class Embedder:
         self.dtype = amp_dtype(amp, self.device)
         self.flip = flip
         self.scales = tuple(scales)
+        self._accepted: dict[int, bool] = {}
         self.workers = default_workers() if workers is None else workers
         self.source = source or {}
 
@@ -89,12 +90,14 @@ class Embedder:
         a transformer built for one size (its position embeddings) refuses the others."""
         if size == self.data_config.img_size:
             return True
-        try:
-            with self._evaluating():
-                self.model(torch.zeros(1, 3, size, size, device=self.device))
-        except (AssertionError, RuntimeError, ValueError):  # timm asserts on the size; torch raises on shapes
-            return False
-        return True
+        if size not in self._accepted:  # one probe per size, not one per call of embed
+            try:
+                with self._evaluating():
+                    self.model(torch.zeros(1, 3, size, size, device=self.device))
+                self._accepted[size] = True
+            except (AssertionError, RuntimeError, ValueError):  # timm asserts on the size; torch raises on shapes
+                self._accepted[size] = False
+        return self._accepted[size]
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Unit-length float32 features of a preprocessed (B, 3, S, S) batch on this device."""
