@@ -76,7 +76,7 @@ class Config:
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
     scales: tuple[Positive, ...] = (1.0, 1.25)  # embed at these multiples of each model's input size, averaged
-    flip_tta: bool = False  # also embed each crop mirrored (about 1.7x the embedding time)
+    flip_tta: bool = False  # also embed each crop mirrored (about twice the embedding time)
     k1: PositiveInt = 20  # re-ranking: k-reciprocal neighbours
     k2: PositiveInt = 6  # re-ranking: local query expansion
     skip_bad: bool = False  # leave out unreadable images (each named) instead of refusing them

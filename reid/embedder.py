@@ -18,7 +18,7 @@ from torch import nn
 
 from reid.device import RankContext, amp_dtype, autocast, resolve_device
 from reid.errors import ReidError
-from reid.images import DataConfig, ImageLike, default_workers, embed_at_sizes, require_sizes, scaled_sizes
+from reid.images import DataConfig, ImageLike, default_workers, embed_at_scales
 from reid.models import build_encoder, load_checkpoint
 from reid.runs import file_sha256
 
@@ -111,11 +111,10 @@ class Embedder:
               desc: str = "embedding") -> np.ndarray:
         """(N, dim) float32 features of `images` (file paths, PIL images or H x W x 3 uint8 RGB
         arrays, mixed), rows of unit length, in input order."""
-        sizes = scaled_sizes(self.data_config.img_size, self.scales)
-        require_sizes(self.accepts, sizes, self.data_config.img_size, self.source.get("model", "the model"))
         with self._evaluating():
-            return embed_at_sizes(self._run, images, self.data_config, sizes, self.dim, batch_size, self.workers,
-                                  progress, desc)
+            return embed_at_scales(self._run, images, self.data_config, self.scales, self.accepts,
+                                   self.source.get("model", "the model"), self.dim, batch_size, self.workers,
+                                   progress, desc)
 
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[None]:

@@ -205,18 +205,16 @@ def scaled_sizes(img_size: int, scales: Sequence[float]) -> list[int]:
     return [max(1, round(img_size * s)) for s in scales]
 
 
-def require_sizes(accepts: Callable[[int], bool], sizes: Sequence[int], img_size: int, model: str) -> None:
-    """Refuse, in one line, input sizes the model cannot take."""
+def embed_at_scales(run: Callable[[np.ndarray], np.ndarray], images: Sequence[ImageLike], cfg: DataConfig,
+                    scales: Sequence[float], accepts: Callable[[int], bool], model: str, dim: int, batch_size: int,
+                    workers: int, progress: bool, desc: str) -> np.ndarray:
+    """`embed_batches` at the input size of each of `scales`, the unit-length rows averaged and
+    normalised again (multi-scale test-time augmentation); scale 1 alone is `embed_batches`
+    itself. A size the model does not take (`accepts`) is refused in one line, before any work."""
+    sizes = scaled_sizes(cfg.img_size, scales)
     if refused := [s for s in sizes if not accepts(s)]:
-        raise ReidError(f"{model} takes {img_size}-pixel input only, not {', '.join(map(str, refused))}: "
+        raise ReidError(f"{model} takes {cfg.img_size}-pixel input only, not {', '.join(map(str, refused))}: "
                         "leave its scales at 1")
-
-
-def embed_at_sizes(run: Callable[[np.ndarray], np.ndarray], images: Sequence[ImageLike], cfg: DataConfig,
-                   sizes: Sequence[int], dim: int, batch_size: int, workers: int, progress: bool,
-                   desc: str) -> np.ndarray:
-    """`embed_batches` at each input size, the unit-length rows averaged and normalised again
-    (multi-scale test-time augmentation); one size is `embed_batches` itself."""
     images = list(images)
     out = None
     for size in sizes:

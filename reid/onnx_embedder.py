@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from reid.errors import ReidError
-from reid.images import DataConfig, ImageLike, default_workers, embed_at_sizes, require_sizes, scaled_sizes
+from reid.images import DataConfig, ImageLike, default_workers, embed_at_scales
 from reid.io import read_record
 from reid.runs import file_sha256
 
@@ -111,10 +111,9 @@ class OnnxEmbedder:
     def embed(self, images: Sequence[ImageLike], batch_size: int = 64, progress: bool = False,
               desc: str = "embedding") -> np.ndarray:
         """(N, dim) float32 features, rows of unit length, in input order."""
-        sizes = scaled_sizes(self.data_config.img_size, self.scales)
-        require_sizes(self.accepts, sizes, self.data_config.img_size, self.path.name)
-        return embed_at_sizes(lambda batch: self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], images,
-                              self.data_config, sizes, self.dim, batch_size, self.workers, progress, desc)
+        return embed_at_scales(lambda batch: self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], images,
+                               self.data_config, self.scales, self.accepts, self.path.name, self.dim, batch_size,
+                               self.workers, progress, desc)
 
     def accepts(self, size: int) -> bool:
         """Whether the graph takes `size`-pixel input: an exported graph has one input size."""
