@@ -86,8 +86,8 @@ class Embedder:
         return int(self.model.num_features)
 
     def accepts(self, size: int) -> bool:
-        """Whether the model takes `size`-pixel input: a convolutional backbone takes any size,
-        a transformer built for one size (its position embeddings) refuses the others."""
+        """Whether the model takes `size`-pixel input: a convolutional backbone takes any size, a
+        transformer only sizes its patches divide (and, built for one size, that size alone)."""
         if size == self.data_config.img_size:
             return True
         if size not in self._accepted:  # one probe per size, not one per call of embed
