@@ -335,16 +335,16 @@ def train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optim
                 ctx: RankContext, dtype: torch.dtype | None, epoch: int, updates: int) -> float:
     """`updates` optimiser steps; returns the mean loss over all ranks."""
     net.train()
-    batches = iter(loader)
     total, done = 0.0, epoch * updates
     bar = tqdm(range(updates), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ctx.main, leave=False)
-    for step in bar:
-        where = f"epoch {epoch + 1}, step {step + 1} (update {done + step + 1})"
-        micro_batches = [next(batches) for _ in range(cfg.accum_steps)]
-        value = train_step(net, micro_batches, optimizer, scaler, cfg, ctx, dtype, where)
-        scheduler.step_update(done + step + 1)
-        total += value
-        bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    with contextlib.closing(iter(loader)) as batches:  # closed, not collected: see make_loader
+        for step in bar:
+            where = f"epoch {epoch + 1}, step {step + 1} (update {done + step + 1})"
+            micro_batches = [next(batches) for _ in range(cfg.accum_steps)]
+            value = train_step(net, micro_batches, optimizer, scaler, cfg, ctx, dtype, where)
+            scheduler.step_update(done + step + 1)
+            total += value
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     return total / updates
 
 

@@ -6,6 +6,7 @@ clean one-line error raises, so a passing case also shows there was no traceback
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -303,6 +304,73 @@ def test_loader_workers_leave_ctrl_c_to_the_main_process():
             return int(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
 
     assert [int(x) for x in make_loader(Handlers(), num_workers=1)] == [1, 1]
+
+
+class _Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return i
+
+
+def test_ctrl_c_is_held_to_the_end_of_the_block_and_a_second_is_not():
+    from reid.data import ctrl_c_held
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_held():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("finished")
+    assert steps == ["finished"]
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_held():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            steps.append("not reached")
+    assert steps == ["finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_loader_workers_start_is_raised_not_lost(capfd):
+    """Python swallows a KeyboardInterrupt raised in an at-fork hook (logging has one): the
+    epoch would go on as if Ctrl-C had not been pressed."""
+    from reid.data import make_loader
+
+    armed = [True]
+
+    def press():
+        if armed:
+            armed.clear()
+            signal.raise_signal(signal.SIGINT)
+
+    os.register_at_fork(after_in_parent=press)
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        seen.extend(make_loader(_Items(), num_workers=1))
+    assert not armed and seen == []
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+class _PressOnExit(_Items):
+    """Each worker sends Ctrl-C to the main process as it exits, while the main process stops it."""
+
+    def __getitem__(self, i):
+        import multiprocessing.util
+
+        multiprocessing.util.Finalize(self, os.kill, args=(os.getppid(), signal.SIGINT), exitpriority=0)
+        return i
+
+
+def test_ctrl_c_while_loader_workers_stop_is_raised_not_lost(capfd):
+    """An epoch stopped early (as training stops at its step count) shuts its workers down when
+    it is closed, where a Ctrl-C is raised, not in a finaliser, where Python would lose it."""
+    from reid.data import make_loader
+
+    with pytest.raises(KeyboardInterrupt):
+        with contextlib.closing(iter(make_loader(_PressOnExit(), num_workers=1))) as batches:
+            next(batches)
+    assert "Exception ignored" not in capfd.readouterr().err
 
 
 def _csv_case(root, name, edit):
