@@ -79,6 +79,7 @@ def load_revision(path: str, rev: str) -> ModuleType | None:
     try:
         done = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True, cwd=REPO, check=True)
         module = ModuleType(f"{Path(path).stem}_at_{rev}")
+        sys.modules[module.__name__] = module  # where dataclasses look a class's module up
         exec(compile(done.stdout, f"{rev}:{path}", "exec"), module.__dict__)
     except Exception as err:  # any failure only drops the comparison
         print(f"cannot load {path} at {rev}: {getattr(err, 'stderr', None) or err}".strip())
