@@ -2,6 +2,7 @@
 
     python -m bench.ctrl_c                    # 40 presses each way, two busy processes beside
     python -m bench.ctrl_c --runs=100 --load=0
+    python -m bench.ctrl_c --reference=        # now only (no git history needed)
 
 Each run starts a child process that loads epochs of a small dataset with two loader workers,
 forever. An epoch stops a few batches before its end, as training stops at its step count.
@@ -38,7 +39,6 @@ from bench.common import REPO, load_revision
 from reid.config import Count, PositiveInt, run
 from reid.data import make_loader
 
-WAYS = ("now", "before")
 PATIENCE = 10.0  # seconds a child may take to end after Ctrl-C before it counts as lost
 
 
@@ -46,7 +46,7 @@ PATIENCE = 10.0  # seconds a child may take to end after Ctrl-C before it counts
 class Config:
     runs: PositiveInt = 40  # presses for each way
     load: Count = 2  # busy processes running beside the children
-    reference: str = "b5a5371"  # git revision whose make_loader is "before"
+    reference: str = "b5a5371"  # git revision whose make_loader is "before"; empty: now only
     seed: int = 0  # seed of the moments of the presses
     child: str = ""  # set by the bench for its own children: the way they iterate
 
@@ -104,15 +104,16 @@ def main(cfg: Config) -> None:
     if cfg.child:
         epochs(cfg.child, cfg.reference)
         return
-    if load_revision("reid/data.py", cfg.reference) is None:
+    if cfg.reference and load_revision("reid/data.py", cfg.reference) is None:
         raise SystemExit(f"no make_loader at {cfg.reference} to compare with")
+    ways = ("now", "before") if cfg.reference else ("now",)
     rng = random.Random(cfg.seed)
-    counts = {way: {"clean": 0, "lost": 0, "traceback": 0} for way in WAYS}
+    counts = {way: {"clean": 0, "lost": 0, "traceback": 0} for way in ways}
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cfg.load)]
     try:
         for _ in range(cfg.runs):
             delay = rng.uniform(0.2, 1.5)
-            for way in WAYS:
+            for way in ways:
                 counts[way][press(way, cfg.reference, delay)] += 1
     finally:
         for proc in busy:
@@ -120,7 +121,7 @@ def main(cfg: Config) -> None:
             proc.wait()
     print(f"{cfg.runs} presses each way, {cfg.load} busy processes beside")
     print(f"{'make_loader':<20} {'clean':>6} {'lost':>6} {'traceback':>10}")
-    for way in WAYS:
+    for way in ways:
         name = "now" if way == "now" else f"before ({cfg.reference})"
         print(f"{name:<20} {counts[way]['clean']:>6} {counts[way]['lost']:>6} {counts[way]['traceback']:>10}")
 

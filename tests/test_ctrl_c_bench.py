@@ -1,4 +1,7 @@
-"""bench/ctrl_c.py presses Ctrl-C in both ways and prints its table; make_loader as it is now ends cleanly."""
+"""bench/ctrl_c.py presses Ctrl-C and prints its table; make_loader as it is now ends cleanly.
+
+The comparison with a committed make_loader needs git history, which a checkout may lack: the
+test runs the present way only."""
 
 from __future__ import annotations
 
@@ -10,10 +13,9 @@ from bench.ctrl_c import Config, main
 
 
 @pytest.mark.slow
-def test_one_press_each_way_prints_the_table(capsys):
-    main(Config(runs=1, load=0))
+def test_presses_end_with_one_line_and_the_table_counts_them(capsys):
+    main(Config(runs=2, load=0, reference=""))
     out = capsys.readouterr().out
-    assert "1 presses each way, 0 busy processes beside" in out, out
-    assert re.search(r"^now +1 +0 +0$", out, re.M), out
-    counts = re.search(r"^before \(b5a5371\) +(\d+) +(\d+) +(\d+)$", out, re.M)
-    assert counts and sum(map(int, counts.groups())) == 1, out
+    assert "2 presses each way, 0 busy processes beside" in out, out
+    assert re.search(r"^now +2 +0 +0$", out, re.M), out
+    assert "before" not in out, out
