@@ -7,7 +7,8 @@ Features come from `reid.api` (several models: the mean of their squared Euclide
 as sim_fuse.py fuses matrices), distances are k-reciprocal re-ranked, and the clustering
 (reid/clustering.py) needs no number of players. Two crops of one sequence and frame are never
 one identity: frames come from `--groups` (columns image,sequence,frame) or from names in the
-official form `{player}_{sequence}_{frame}.jpeg`. The player field of such names, or
+official form `{player}_{sequence}_{frame}.jpeg` (sequences counted within each folder, so several
+games' folders may reuse numbers). The player field of such names, or
 `--truth` (columns image,player), only scores the result (ARI, NMI, K against the true count).
 
 Each crop is embedded at the model's input size and at 1.25 times it, the two unit-length
@@ -33,7 +34,9 @@ input size (an exported `.onnx` graph, a transformer built for one size) is embe
 size alone, said in one line.
 
 Writes `<out_dir>/identities.csv` (image,identity,confidence; identities numbered largest
-first), `identities.png` (a row of crops per identity) and `provenance.json`.
+first), `identities.png` (a row of crops per identity), `provenance.json` and `manifest.json`. The
+output folder is replaced whole, so it must be new, empty or an earlier identify output, apart from
+every input (reid/outputs.py); a second run into it while one writes is refused.
 """
 
 from __future__ import annotations
@@ -43,24 +46,27 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
-from reid.api import AnyEmbedder, entry_name, open_embedder
+from reid.api import AnyEmbedder, check_entry, entry_name, input_paths, open_embedder
 from reid.clustering import frame_groups, identify
-from reid.config import Count, Positive, PositiveInt, format_config, run
+from reid.config import Count, PositiveInt, Range, format_config, run
 from reid.data import parse_name
 from reid.device import RankContext, amp_note, distributed
 from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import fuse_features
 from reid.images import find_images, listed, scaled_sizes, unreadable
-from reid.io import PROVENANCE, folder_as_unit, read_table, require_writable, write_csv, write_json
+from reid.io import PROVENANCE, read_table, write_csv, write_json
 from reid.metrics import clustering_scores
+from reid.outputs import check_output_folder, claimed, folder_as_unit
 from reid.runs import images_fingerprint
 from reid.visualize import identity_sheet
+
+Scale = Annotated[float, Range(lo=0.25, hi=4)]  # a test-time input size, as a multiple of the trained one
 
 
 @dataclass
@@ -75,7 +81,7 @@ class Config:
     num_workers: Count = 4  # image-decoding threads
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
     amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
-    scales: tuple[Positive, ...] = (1.0, 1.25)  # embed at these multiples of each model's input size, averaged
+    scales: tuple[Scale, ...] = (1.0, 1.25)  # embed at these multiples of each model's input size, averaged
     flip_tta: bool = False  # also embed each crop mirrored (about twice the embedding time)
     k1: PositiveInt = 20  # re-ranking: k-reciprocal neighbours
     k2: PositiveInt = 6  # re-ranking: local query expansion
@@ -86,10 +92,11 @@ class Config:
 def list_crops(folder: Path) -> list[str]:
     """Image paths inside `folder` (relative, sorted); hidden files and folders are skipped."""
     if not folder.is_dir():
-        raise ReidError(f"--images={folder}: not a folder")
+        raise ReidError(f"--images={folder}: " + ("a file, not a folder" if folder.exists() else "not a folder"))
     found = [str(p) for p in find_images(folder)]
     if not found:
         raise ReidError(f"--images={folder}: no .jpg, .jpeg or .png images in it")
+    print(f"found {len(found)} images in {folder}")
     return found
 
 
@@ -132,7 +139,14 @@ def read_keyed(path: Path, columns: dict[str, type], names: list[str]) -> tuple[
     key = "image" if "image" in table.columns else "img_id"
     if key not in table.columns:
         raise ReidError(f"{path}: missing columns image (it has {', '.join(table.columns) or 'none'})")
-    return table, match_rows(table, key, names, path)
+    rows = match_rows(table, key, names, path)
+    order = np.argsort(rows, kind="stable")
+    twice = np.flatnonzero(rows[order][1:] == rows[order][:-1])
+    if len(twice):
+        first, again = order[twice[0]], order[twice[0] + 1]
+        raise ReidError(f"{path}: rows {first + 2} and {again + 2} both name {names[rows[first]]}: "
+                        "give each image once")
+    return table, rows
 
 
 def crop_groups(cfg: Config, names: list[str]) -> np.ndarray | None:
@@ -149,7 +163,8 @@ def crop_groups(cfg: Config, names: list[str]) -> np.ndarray | None:
     if parsed is None:
         print("names are not {player}_{sequence}_{frame}.jpeg and no --groups: no frame constraints are used")
         return None
-    return frame_groups(parsed[:, 1], parsed[:, 2])
+    folders = np.unique([str(Path(n).parent) for n in names], return_inverse=True)[1]  # each its own games
+    return frame_groups(parsed[:, 1], parsed[:, 2], folders)
 
 
 def official_names(names: list[str]) -> np.ndarray | None:
@@ -204,15 +219,35 @@ def main(cfg: Config) -> None:
         group(cfg, ctx)
 
 
-def group(cfg: Config, ctx: RankContext) -> None:
-    ctx.say(format_config(cfg))
+STAGE = "identify"
+
+
+def inputs_of(cfg: Config) -> list[tuple[str, Path]]:
+    """(option, path) of everything identify reads: its output folder must stay apart from them."""
+    named = [("images", cfg.images), ("groups", cfg.groups), ("truth", cfg.truth)]
+    return [(o, p) for o, p in named if p is not None] + [("checkpoints", p) for p in input_paths(cfg.checkpoints)]
+
+
+def check_request(cfg: Config) -> None:
+    """What can be known wrong before any work: the entries and the output folder."""
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     for entry in cfg.checkpoints:
-        entry_name(entry)
-    require_writable(cfg.out_dir, "out_dir")
-    names = list_crops(cfg.images)
+        check_entry(entry, cfg.flip_tta)
+    check_output_folder(cfg.out_dir, "out_dir", STAGE, inputs_of(cfg))
+
+
+def group(cfg: Config, ctx: RankContext) -> None:
+    ctx.say(format_config(cfg))
+    check_request(cfg)
+    with claimed([cfg.out_dir], "out_dir", STAGE, inputs_of(cfg)) if ctx.main else contextlib.nullcontext():
+        write_identities(cfg, ctx)
+
+
+def write_identities(cfg: Config, ctx: RankContext) -> None:
+    """List, check and embed the crops, cluster them, and write the output folder as one unit."""
     with contextlib.nullcontext() if ctx.main else contextlib.redirect_stdout(io.StringIO()):  # said once
+        names = list_crops(cfg.images)
         groups, truth = crop_groups(cfg, names), true_players(cfg, names)
         keep = readable(cfg.images, names, cfg.skip_bad)
     names = [n for n, k in zip(names, keep, strict=True) if k]
@@ -226,7 +261,7 @@ def group(cfg: Config, ctx: RankContext) -> None:
     labels, confidence = identify(features, groups, k1=cfg.k1, k2=cfg.k2)
     seconds = time.perf_counter() - started
     table = pd.DataFrame({"image": names, "identity": labels, "confidence": np.round(confidence, 4)})
-    with folder_as_unit(cfg.out_dir) as stage:
+    with folder_as_unit(cfg.out_dir, STAGE) as stage:
         write_csv(table, stage / "identities.csv")
         identity_sheet(stage / "identities.png", paths, labels, truth, max_rows=cfg.sheet_rows,
                        title=f"{cfg.images}: {labels.max() + 1} identities")

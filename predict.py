@@ -10,19 +10,21 @@ writes the results: the same files as one process.
 
 Writes, per checkpoint and split, `<out_dir>/<run>/<split>/`: dist.npy, dist_kr.npy,
 dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, labels.csv where
-labels are known, and provenance.json (each checkpoint's sha256 and the images' fingerprint);
-with several checkpoints also `<out_dir>/mean/<split>/` (their mean).
+labels are known, provenance.json (each checkpoint's sha256 and the images' fingerprint) and
+manifest.json; with several checkpoints also `<out_dir>/mean/<split>/` (their mean). Each such
+folder is replaced whole, so it must be new, empty or an earlier predict output (reid/outputs.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from reid.api import entry_name, open_embedder
+from reid.api import check_entry, entry_name, input_paths, open_embedder
 from reid.config import Count, PositiveInt, Probability, format_config, run
 from reid.data import SplitImages, load_split
 from reid.device import RankContext, amp_note, distributed
@@ -30,8 +32,9 @@ from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
 from reid.fusion import mean_fuse
 from reid.images import require_images
-from reid.io import PROVENANCE, folder_as_unit, require_writable, write_csv, write_json, write_outputs
-from reid.metrics import evaluate
+from reid.io import PROVENANCE, require_writable, write_csv, write_json, write_outputs
+from reid.metrics import evaluate, scorable
+from reid.outputs import claimed, folder_as_unit, refuse_overlap
 from reid.rerank import KINDS, distance_matrices
 from reid.runs import images_fingerprint
 from reid.visualize import ranked_sheet
@@ -62,10 +65,10 @@ class Config:
 MEAN = "mean"  # the output folder of the mean of several checkpoints' matrices
 
 
-def check_entries(entries: tuple[Path, ...]) -> None:
-    """Before any work: every entry must exist or be a well-formed pretrained model, and no two
-    may write into one output folder (nor into `mean`)."""
-    names = [entry_name(e) for e in entries]
+def check_entries(entries: tuple[Path, ...], flip: bool) -> None:
+    """Before any work: every entry must exist or be a well-formed pretrained model that takes
+    these options, and no two may write into one output folder (nor into `mean`)."""
+    names = [check_entry(e, flip) for e in entries]
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ReidError(f"--checkpoints: {entries[names.index(name)]} and {entries[i]} would both write "
@@ -90,8 +93,10 @@ def write_split(folder: Path, mats: dict[str, np.ndarray], split: SplitImages, r
 
 
 def scores(mats: dict[str, np.ndarray], split: SplitImages) -> list[tuple[str, dict]]:
+    """Each matrix's scores, with how many of the queries they are over (those with a match)."""
     q, g = split.query["player"].to_numpy(), split.gallery["player"].to_numpy()
-    return [(KINDS[name], evaluate(mat, q, g, *split.cameras)) for name, mat in mats.items()]
+    counted = f"{scorable(q, g, *split.cameras).sum()}/{len(q)}"
+    return [(KINDS[name], evaluate(mat, q, g, *split.cameras) | {"queries": counted}) for name, mat in mats.items()]
 
 
 def main(cfg: Config) -> None:
@@ -101,22 +106,58 @@ def main(cfg: Config) -> None:
         predict(cfg, ctx)
 
 
-def predict(cfg: Config, ctx: RankContext) -> None:
-    ctx.say(format_config(cfg))
-    if not cfg.checkpoints:
-        raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
-    check_entries(cfg.checkpoints)
-    require_writable(cfg.out_dir, "out_dir")
+STAGE = "predict"
+
+
+def load_splits(cfg: Config, ctx: RankContext) -> list[SplitImages]:
+    """The splits asked for, each once, with readable images and, where labelled, a query that
+    can be scored; refused before any model loads."""
     if not cfg.splits:
         raise ReidError("no splits given: --splits=test,challenge (or one of them)")
+    if len(set(cfg.splits)) < len(cfg.splits):
+        raise ReidError(f"--splits={','.join(cfg.splits)}: a split is named twice")
     root = cfg.data_dir / "data_reid"
     splits = []
     for name in cfg.splits:
         if name == "challenge" and not (root / "challenge_df.csv").is_file():
+            if len(cfg.splits) == 1:
+                raise ReidError(f"--splits=challenge but there is no {root / 'challenge_df.csv'} "
+                                "(preprocess_data.py writes it where the data has a challenge split)")
             ctx.say(f"warning: no {root / 'challenge_df.csv'}: skipping the challenge split")
             continue
-        splits.append(load_split(root, name))
-        require_images([root / p for p in splits[-1].df["img_id"]], f"the {name} split")
+        split = load_split(root, name)
+        if split.labelled and not scorable(split.query["player"], split.gallery["player"], *split.cameras).any():
+            raise ReidError(f"the {name} split: no query has a matching gallery image"
+                            + (" taken by another camera" if split.cameras[0] is not None else "")
+                            + ", so nothing could be scored")
+        require_images([root / p for p in split.df["img_id"]], f"the {name} split")
+        splits.append(split)
+    return splits
+
+
+def output_folders(cfg: Config, splits: list[SplitImages]) -> list[Path]:
+    """Every folder this run replaces: `<run>/<split>` per checkpoint, and `mean/<split>`."""
+    runs = [entry_name(e) for e in cfg.checkpoints] + ([MEAN] if len(cfg.checkpoints) > 1 else [])
+    return [cfg.out_dir / run_name / split.name for run_name in runs for split in splits]
+
+
+def predict(cfg: Config, ctx: RankContext) -> None:
+    ctx.say(format_config(cfg))
+    if not cfg.checkpoints:
+        raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
+    check_entries(cfg.checkpoints, cfg.flip_tta)
+    root = cfg.data_dir / "data_reid"
+    inputs = [("data_dir", root)] + [("checkpoints", p) for p in input_paths(cfg.checkpoints)]
+    refuse_overlap(cfg.out_dir, "out_dir", inputs)
+    require_writable(cfg.out_dir, "out_dir")
+    splits = load_splits(cfg, ctx)
+    with claimed(output_folders(cfg, splits), "out_dir", STAGE, inputs) if ctx.main else contextlib.nullcontext():
+        predict_splits(cfg, ctx, splits)
+
+
+def predict_splits(cfg: Config, ctx: RankContext, splits: list[SplitImages]) -> None:
+    """Embed every split with every checkpoint; the first process writes and scores."""
+    root = cfg.data_dir / "data_reid"
     table: list[tuple[str, str, str, dict]] = []
     per_split: dict[str, list[dict[str, np.ndarray]]] = {s.name: [] for s in splits}
     sources: list[dict[str, str]] = []
@@ -136,7 +177,7 @@ def predict(cfg: Config, ctx: RankContext) -> None:
                                      cfg.rerank_input)
             per_split[split.name].append(mats)
             folder = cfg.out_dir / run_name / split.name
-            with folder_as_unit(folder) as stage:
+            with folder_as_unit(folder, STAGE) as stage:
                 write_split(stage, mats, split, root, [sources[-1]])
                 if cfg.visualize:
                     ranked_sheet(stage / "ranked.png", mats["dist"], [root / p for p in split.query["img_id"]],
@@ -153,7 +194,7 @@ def predict(cfg: Config, ctx: RankContext) -> None:
         for split in splits:
             runs = per_split[split.name]
             mats = {name: mean_fuse([r[name] for r in runs]) for name in KINDS}
-            with folder_as_unit(cfg.out_dir / MEAN / split.name) as stage:
+            with folder_as_unit(cfg.out_dir / MEAN / split.name, STAGE) as stage:
                 write_split(stage, mats, split, root, sources)
             if split.labelled:
                 table += [(MEAN, split.name, kind, s) for kind, s in scores(mats, split)]
@@ -165,10 +206,10 @@ def print_table(rows: list[tuple[str, str, str, dict]]) -> None:
         print("no labelled split: no scores")
         return
     width = max(len(r[0]) for r in rows) + 2
-    print(f"{'run':{width}s}{'split':11s}{'distance':14s}{'mAP':>8s}{'rank-1':>8s}{'rank-5':>8s}")
+    print(f"{'run':{width}s}{'split':11s}{'distance':14s}{'mAP':>8s}{'rank-1':>8s}{'rank-5':>8s}  queries scored")
     for run_name, split, kind, s in rows:
         print(f"{run_name:{width}s}{split:11s}{kind:14s}{100 * s['mAP']:8.2f}{100 * s['rank1']:8.2f}"
-              f"{100 * s['rank5']:8.2f}")
+              f"{100 * s['rank5']:8.2f}  {s['queries']}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ not installed. `open_embedder` turns what a stage's `--checkpoints` lists into a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from reid.errors import ReidError
 from reid.onnx_embedder import OnnxEmbedder
@@ -61,14 +61,27 @@ def entry_name(entry: str | Path) -> str:
     return path.parent.name if path.name in ("best.pt", "last.pt") else path.stem
 
 
+def check_entry(entry: str | Path, flip: bool = False) -> str:
+    """`entry_name`, and a refusal of what `open_embedder` would refuse of the entry with these
+    options: a stage checks every entry with this before the first model loads."""
+    name = entry_name(entry)
+    if flip and Path(str(entry)).suffix == ".onnx":
+        raise ReidError(f"{entry}: flip test-time augmentation is not in an exported graph; "
+                        "use the checkpoint, or leave flip off")
+    return name
+
+
+def input_paths(entries: Sequence[str | Path]) -> list[Path]:
+    """The files and folders that `entries` read (every entry but the pretrained ones)."""
+    return [Path(e) for e in entries if not str(e).startswith(PRETRAINED)]
+
+
 def open_embedder(entry: str | Path, device: str = "cpu", **options: Any) -> AnyEmbedder:
     """The embedder of a run folder, a best.pt / last.pt file, an exported `.onnx` file, or
     `pretrained:<model>[@size]` (a backbone as its library ships it)."""
     text = str(entry)
     if Path(text).suffix == ".onnx":
-        if options.get("flip"):
-            raise ReidError(f"{text}: flip test-time augmentation is not in an exported graph; "
-                            "use the checkpoint, or leave flip off")
+        check_entry(entry, options.get("flip", False))
         return OnnxEmbedder(text, device="cuda" if str(device).startswith("cuda") else "cpu",
                             workers=options.get("workers"))
     from reid.embedder import Embedder

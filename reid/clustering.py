@@ -97,10 +97,12 @@ def identify(features: np.ndarray, groups: np.ndarray | None = None, k1: int = 2
     return _by_size(labels), confidence(sim, labels)
 
 
-def frame_groups(sequence: np.ndarray, frame: np.ndarray) -> np.ndarray:
+def frame_groups(sequence: np.ndarray, frame: np.ndarray, folder: np.ndarray | None = None) -> np.ndarray:
     """The `groups` argument of `identify` from each crop's sequence and frame: one id per
-    (sequence, frame) pair."""
-    pairs = np.stack([np.asarray(sequence, dtype=np.int64), np.asarray(frame, dtype=np.int64)], axis=1)
+    (sequence, frame) pair, or per (folder, sequence, frame) where sequence numbers are only
+    unique within a folder (crops named by frame in several games' folders)."""
+    keys = [sequence, frame] if folder is None else [folder, sequence, frame]
+    pairs = np.stack([np.asarray(k, dtype=np.int64) for k in keys], axis=1)
     return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 

@@ -13,11 +13,9 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +28,7 @@ MANIFEST = "matrices.json"
 PROVENANCE = "provenance.json"  # what a folder's matrices were computed from (predict.py, the fusions)
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process's umask (reading it means setting it, so it is put straight back)."""
     mask = os.umask(0o022)
     os.umask(mask)
@@ -64,7 +62,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a file should get what open() gives
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a file should get what open() gives
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -73,30 +71,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     finally:
         if tmp is not None and Path(tmp).exists():
             Path(tmp).unlink()
-
-
-@contextmanager
-def folder_as_unit(folder: Path | str) -> Iterator[Path]:
-    """Write a folder's files all or none: the caller writes into a staging folder beside it,
-    which replaces the folder only once every file is there. A failure part-way leaves the
-    folder as it was, never old files mixed with new ones."""
-    folder = Path(folder)
-    stage, old = folder.with_name(f".{folder.name}.partial"), folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(stage, ignore_errors=True)
-    try:
-        stage.mkdir(parents=True)
-    except OSError as exc:
-        raise write_error(exc, stage) from None
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    stage.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
@@ -113,12 +87,19 @@ def write_json(obj: Any, path: Path | str) -> Path:
     return path
 
 
-def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, type] | None = None) -> pd.DataFrame:
+def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, type] | None = None,
+               key: str | tuple[str, ...] | None = None) -> pd.DataFrame:
     """A CSV that must have `columns` ({name: int or str}), every cell of them filled, the int
-    ones whole numbers: the one reader of the project's CSV inputs, so every fault names the file,
-    the column and the first bad row (rows counted as in a text editor, the header being 1).
-    `optional` columns are held to the same rules where the file has them."""
+    ones whole numbers within int64: the one reader of the project's CSV inputs, so every fault
+    names the file, the column and the first bad row (rows counted as in a text editor, the
+    header being 1). `optional` columns are held to the same rules where the file has them.
+
+    `key` (a column, or a tuple of columns taken together) must name each row once, as a
+    repeat would let one row silently override another; optional key columns the file lacks
+    are left out of it.
+    """
     path = Path(path)
+    optional = optional or {}
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
@@ -128,15 +109,31 @@ def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, t
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ReidError(f"{path}: missing columns {', '.join(missing)} (it has {', '.join(df.columns) or 'none'})")
-    present = {name: kind for name, kind in (optional or {}).items() if name in df.columns}
+    present = {name: kind for name, kind in optional.items() if name in df.columns}
     for name, kind in (columns | present).items():
         cells = df[name].str.strip()
-        bad = cells == "" if kind is str else ~cells.str.fullmatch(r"-?\d+")
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            what = "is empty" if cells.iloc[row] == "" else f"is {cells.iloc[row]!r}, not a whole number"
+        checks = {"is empty": cells == ""}
+        if kind is int:  # ASCII digits, at most int64's bounds (compared as zero-padded text)
+            digits = cells.str.lstrip("-").str.lstrip("0")
+            bound = np.where(cells.str.startswith("-"), str(-np.iinfo(np.int64).min), str(np.iinfo(np.int64).max))
+            checks["not a whole number"] = ~cells.str.fullmatch(r"-?[0-9]+")
+            checks["out of range (beyond 64-bit integers)"] = (digits.str.len() > 19) | (digits.str.zfill(19) > bound)
+        reason = np.select([c.to_numpy() for c in checks.values()], list(checks), "")
+        if (reason != "").any():
+            row = int((reason != "").argmax())
+            what = reason[row] if cells.iloc[row] == "" else f"is {cells.iloc[row]!r}, {reason[row]}"
             raise ReidError(f"{path}: column {name} {what} in row {row + 2}")
         df[name] = cells.astype(kind)
+    names = [c for c in ((key,) if isinstance(key, str) else key or ()) if c in df.columns or c not in optional]
+    repeat = df.duplicated(names).to_numpy() if names else np.zeros(len(df), dtype=bool)
+    if repeat.any():
+        second = int(repeat.argmax())
+        value = df[names].iloc[second]
+        first = int((df[names] == value).all(axis=1).to_numpy().argmax())
+        shown = ", ".join(f"{c} {v!r}" for c, v in zip(names, value.tolist(), strict=True))
+        label = names[0] if len(names) == 1 else f"({', '.join(names)})"
+        raise ReidError(f"{path}: {shown} is in row {first + 2} and again in row {second + 2}; "
+                        f"each {label} may be listed once")
     return df
 
 

@@ -11,6 +11,7 @@ a binary search for each match, for all queries at once.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from reid.errors import ReidError
@@ -73,6 +74,19 @@ def _same_camera(query_ids: np.ndarray, gallery_ids: np.ndarray, query_cams: np.
         raise ReidError(f"{len(query_cams)} query and {len(gallery_cams)} gallery camera ids for "
                         f"{len(query_ids)} queries and {len(gallery_ids)} gallery images")
     return (query_ids[:, None] == gallery_ids[None, :]) & (query_cams[:, None] == gallery_cams[None, :])
+
+
+def scorable(query_ids: np.ndarray, gallery_ids: np.ndarray, query_cams: np.ndarray | None = None,
+             gallery_cams: np.ndarray | None = None) -> np.ndarray:
+    """Which queries `evaluate` scores: those with a gallery match that counts (with cameras, one
+    taken by another camera). Known from the labels alone, so a stage can refuse a split nothing
+    can score before any model runs, and say of how many queries its figures are."""
+    matches = pd.Series(gallery_ids).value_counts().reindex(query_ids, fill_value=0).to_numpy()
+    if query_cams is None or gallery_cams is None:
+        return matches > 0
+    same = pd.DataFrame({"id": gallery_ids, "cam": gallery_cams}).value_counts()
+    same = same.reindex(pd.MultiIndex.from_arrays([query_ids, query_cams], names=["id", "cam"]), fill_value=0)
+    return matches - same.to_numpy() > 0
 
 
 def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray,

@@ -8,18 +8,19 @@ A run that finished writes a completion record last; a run folder without one wa
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from reid.errors import ReidError
 from reid.io import read_table, write_error, write_json
+from reid.outputs import exclusive
 
 COMPLETE = "complete.json"
+LAST = "last.pt"  # everything an exact resume needs, rewritten after every epoch
+CONFIG = "config.json"  # written when a run starts
 PARTITION = "train_df.csv"
 # Where files are, how fast or how verbosely to work: none of these changes the weights.
 NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num_workers", "device",
@@ -39,16 +40,11 @@ def hold_run(run_dir: Path) -> Iterator[None]:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise write_error(exc, run_dir) from None
-    fd = os.open(run_dir, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ReidError(f"{run_dir} is being written by another training; wait for it to end or "
-                            "choose another --run_name") from None
-        yield
+        with exclusive(run_dir, f"{run_dir} is being written by another training; wait for it to end or "
+                                "choose another --run_name"):
+            yield
     finally:
-        os.close(fd)
         for folder in made:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
@@ -96,9 +92,47 @@ def recipe_changes(saved: dict[str, Any], wanted: dict[str, Any], ignore: frozen
     return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}" for k in fields if saved.get(k) != wanted.get(k)]
 
 
-def write_complete(run_dir: Path, config: dict[str, Any], data: str, best_map: float) -> Path:
-    """The completion record, written atomically after everything else of the run."""
-    return write_json({"config": config, "data": data, "best_map": best_map}, Path(run_dir) / COMPLETE)
+def require_checkpoint(run_dir: Path) -> Path:
+    """The last.pt that --resume=true continues from; refused, saying why, where there is none
+    (checked before the run folder is made, so a mistyped run name is not taken for a run)."""
+    run_dir = Path(run_dir)
+    last = run_dir / LAST
+    if last.is_file():
+        return last
+    why = ("no such run folder" if not run_dir.is_dir()
+           else "it stopped before its first epoch ended" if (run_dir / CONFIG).is_file()
+           else "the folder holds no run")
+    raise ReidError(f"nothing to resume in {run_dir}: no {LAST} ({why}); run without --resume=true to start it")
+
+
+def schedule_epochs(ckpt: dict[str, Any]) -> int:
+    """The epochs a run's learning-rate schedule spans: set when it started and kept by a resume
+    that extends it (a checkpoint from before this was saved counts its config's epochs)."""
+    return int(ckpt.get("schedule_epochs", ckpt["config"]["epochs"]))
+
+
+def early_end(trained: int, schedule: int, epochs: int) -> str | None:
+    """Why resuming with `epochs` would end a run too early, or None: before epochs it has
+    already trained, or before its schedule has decayed to lr_end (the weights would then be
+    those of no recipe, and the completion record would claim one)."""
+    if epochs < trained:
+        return (f"the run has trained {trained} epochs; --epochs={epochs} would end it before that: "
+                f"pass --epochs={max(trained, schedule)} (or more, to extend it at lr_end)")
+    if epochs < schedule:
+        return (f"the run has trained {trained} of its {schedule} epochs; --epochs={epochs} would end it "
+                f"before its learning rate decays to lr_end: pass --epochs={schedule} (or more, to extend "
+                "it at lr_end), or start a new run")
+    return None
+
+
+def write_complete(run_dir: Path, config: dict[str, Any], data: str, best_map: float,
+                   schedule: int | None = None) -> Path:
+    """The completion record, written atomically after everything else of the run. `schedule`
+    is the epochs its learning rate decayed over (default: the config's), which a resume that
+    extended the run leaves short of the epochs trained."""
+    record = {"config": config, "data": data, "best_map": best_map,
+              "schedule_epochs": config.get("epochs") if schedule is None else schedule}
+    return write_json(record, Path(run_dir) / COMPLETE)
 
 
 def reuse_problem(run_dir: Path, config: dict[str, Any], data: str) -> str | None:
@@ -117,4 +151,8 @@ def reuse_problem(run_dir: Path, config: dict[str, Any], data: str) -> str | Non
     changes = recipe_changes(record.get("config", {}), config)
     if changes:
         return "it was trained with other settings: " + "; ".join(changes)
+    epochs = record.get("config", {}).get("epochs")
+    if record.get("schedule_epochs", epochs) != epochs:
+        return (f"it extended its {record['schedule_epochs']}-epoch schedule to {epochs} epochs at lr_end "
+                "(resumed with a larger --epochs)")
     return None
