@@ -26,10 +26,10 @@ from reid.errors import ReidError
 from reid.images import ImageLike
 from reid.io import require_writable, write_json
 from reid.onnx_embedder import sidecar_path
-from reid.onnx_export import VERIFY_BATCHES, export_graph, max_differences, sidecar
+from reid.onnx_export import OPSETS, VERIFY_BATCHES, export_graph, max_differences, sidecar
 from reid.synthetic.crops import sample_crops
 
-Opset = Annotated[int, Range(lo=18)]
+Opset = Annotated[int, Range(lo=OPSETS.start, hi=OPSETS.stop - 1)]
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Config:
     checkpoint: Path = Path("checkpoints/eva02_l448")  # run folder (best.pt), .pt file, or pretrained:<model>[@size]
     out: Path = Path("model.onnx")  # the graph; the sidecar goes beside it as <name>.json
     images: Path | None = None  # a folder of crops to verify on (the first 13 by name); none: generated crops
-    opset: Opset = 18  # ONNX opset of the graph (torch's exporter needs 18 or more)
+    opset: Opset = 18  # ONNX opset of the graph (torch's exporter writes 18 to 25)
     tolerance: Positive = 1e-4  # largest |ONNX - PyTorch| feature difference accepted
     overwrite: bool = False  # replace an existing export at --out
 
@@ -47,6 +47,8 @@ def verification_images(folder: Path | None) -> tuple[list[ImageLike], str]:
     need = max(VERIFY_BATCHES)
     if folder is None:
         return list(sample_crops(need)), f"{need} generated player crops"
+    if folder.exists() and not folder.is_dir():
+        raise ReidError(f"--images={folder} is a file, not a folder: give the folder of crops to verify on")
     names = [n for n in list_images(folder) if n.lower().endswith((".jpg", ".jpeg", ".png"))]
     if len(names) < need:
         raise ReidError(f"--images={folder}: {len(names)} .jpg/.jpeg/.png images, the check needs {need}")
@@ -57,6 +59,10 @@ def check_out(cfg: Config) -> None:
     """A .onnx path we may write: never over an earlier export unless asked."""
     if cfg.out.suffix != ".onnx":
         raise ReidError(f"--out={cfg.out}: the file name must end in .onnx")
+    if folders := [p for p in (cfg.out, sidecar_path(cfg.out), cfg.out.with_name(cfg.out.name + ".data"))
+                   if p.is_dir()]:
+        raise ReidError(f"--out={cfg.out}: {folders[0]} is a folder, which an export never replaces: "
+                        "give the path of a .onnx file to write")
     existing = [p for p in (cfg.out, sidecar_path(cfg.out)) if p.exists()]
     if existing and not cfg.overwrite:
         raise ReidError(f"{existing[0]} exists: pass --overwrite=true to replace it, or another --out")
@@ -80,8 +86,9 @@ def main(cfg: Config) -> None:
     check_out(cfg)
     if str(cfg.checkpoint).endswith(".onnx"):
         raise ReidError(f"--checkpoint={cfg.checkpoint} is already an ONNX file: give the run folder or .pt file")
-    embedder = open_embedder(cfg.checkpoint)
     images, described = verification_images(cfg.images)
+    embedder = open_embedder(cfg.checkpoint)
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)  # require_writable has found it can be made
     staging = Path(tempfile.mkdtemp(prefix=f".{cfg.out.stem}.", dir=cfg.out.parent))
     try:
         staged = staging / cfg.out.name

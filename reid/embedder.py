@@ -18,9 +18,8 @@ from torch import nn
 
 from reid.device import RankContext, amp_dtype, autocast, resolve_device
 from reid.errors import ReidError
-from reid.images import DataConfig, ImageLike, default_workers, embed_at_scales
-from reid.models import build_encoder, load_checkpoint
-from reid.runs import file_sha256
+from reid.images import DataConfig, ImageLike, default_workers, embed_at_scales, image_sequence, out_of_memory
+from reid.models import build_encoder, read_checkpoint
 
 
 def checkpoint_file(path: Path) -> Path:
@@ -58,7 +57,7 @@ class Embedder:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> "Embedder":
         """The encoder of a run folder (its best.pt) or of a best.pt / last.pt file."""
         file = checkpoint_file(Path(path))
-        ckpt = load_checkpoint(file)
+        ckpt, sha256 = read_checkpoint(file)
         name = ckpt["config"].get("model")
         if not isinstance(name, str):
             raise ReidError(f"{file}: its config names no model")
@@ -68,7 +67,7 @@ class Embedder:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise ReidError(f"{file}: its weights do not fit the model {name}: {str(exc).splitlines()[0]}") from None
-        source = {"checkpoint": str(file.resolve()), "checkpoint_sha256": file_sha256(file), "model": name}
+        source = {"checkpoint": str(file.resolve()), "checkpoint_sha256": sha256, "model": name}
         return cls(model.eval(), data_config, device, source=source, **options)
 
     @classmethod
@@ -87,7 +86,8 @@ class Embedder:
 
     def accepts(self, size: int) -> bool:
         """Whether the model takes `size`-pixel input: a convolutional backbone takes any size, a
-        transformer only sizes its patches divide (and, built for one size, that size alone)."""
+        transformer only sizes its patches divide (and, built for one size, that size alone).
+        Running out of memory on the probe says nothing of that, and is an error of its own."""
         if size == self.data_config.img_size:
             return True
         if size not in self._accepted:  # one probe per size, not one per call of embed
@@ -95,7 +95,10 @@ class Embedder:
                 with self._evaluating():
                     self.model(torch.zeros(1, 3, size, size, device=self.device))
                 self._accepted[size] = True
-            except (AssertionError, RuntimeError, ValueError):  # timm asserts on the size; torch raises on shapes
+            except (AssertionError, RuntimeError, ValueError) as exc:  # timm asserts on the size; torch on shapes
+                if out_of_memory(exc):
+                    raise ReidError(f"out of memory running {self.source.get('model', 'the model')} on one "
+                                    f"{size}-pixel image on {self.device}: lower the scales") from None
                 self._accepted[size] = False
         return self._accepted[size]
 
@@ -109,8 +112,8 @@ class Embedder:
 
     def embed(self, images: Sequence[ImageLike], batch_size: int = 64, progress: bool = False,
               desc: str = "embedding") -> np.ndarray:
-        """(N, dim) float32 features of `images` (file paths, PIL images or H x W x 3 uint8 RGB
-        arrays, mixed), rows of unit length, in input order."""
+        """(N, dim) float32 features of `images` (a list of file paths, PIL images or H x W x 3
+        uint8 RGB arrays, mixed, or one N x H x W x 3 array), rows of unit length, in input order."""
         with self._evaluating():
             return embed_at_scales(self._run, images, self.data_config, self.scales, self.accepts,
                                    self.source.get("model", "the model"), self.dim, batch_size, self.workers,
@@ -137,6 +140,7 @@ def embed_across_ranks(embedder: "Embedder", images: Sequence[ImageLike], ctx: R
                        **options: Any) -> np.ndarray | None:
     """Each process embeds its contiguous share of `images`; the first gets every row, in input
     order, and the others None. One process embeds them all."""
+    images = image_sequence(images)
     if ctx.world_size == 1:
         return embedder.embed(images, **options)
     bounds = np.linspace(0, len(images), ctx.world_size + 1).round().astype(int)

@@ -9,6 +9,10 @@ albumentations; tests hold the two to the same pixels.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
+import math
+import numbers
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +29,12 @@ INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nea
                   "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
 SUFFIXES = (".jpg", ".jpeg", ".png")  # the image files a folder of crops is read for
 RESIZE_RULE = "longest side to img_size keeping the aspect ratio, then zero padding centred to a square"
+PROGRESS_DELAY = 2.0  # seconds a scan or an image check runs before its progress shows
+JPEG_END = b"\xff\xd9"
+JPEG_TAIL = 64  # bytes at the end of a JPEG its end marker is looked for in
+JPEG_PADDING = b"\xff\x00" * 16  # stuffed one-bits: 128 bits, twice libjpeg's look-ahead
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+SCALED_SIDES = range(16, 2049)  # the pixel sizes a test-time scale may give, besides the trained size
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -65,38 +75,91 @@ def interpolation_flag(name: str) -> int:
     return INTERPOLATIONS.get(name, cv2.INTER_LINEAR)
 
 
+def _reason(exc: BaseException) -> str:
+    """The one-line why of a decoding failure, without the path the caller names anyway."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def pil_rgb(image: Image.Image) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array of a PIL image of any mode. PIL's own conversion clips 16-bit
+    and 32-bit pixels to 255 (a 16-bit grayscale crop turns white), so those are scaled to 8 bits
+    by their range: the full 16-bit range for I;16, and for I above 255; [0, 1] for a float image
+    within it (a 0-255 image that dark is black either way). Palette, alpha, CMYK: as PIL does."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return np.asarray(image.convert("RGB"))
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+    top = float(values.max(initial=0))
+    full = 65535.0 if image.mode.startswith("I;16") or top > 255 else 1.0 if image.mode == "F" and top <= 1 else 255.0
+    gray = np.rint(np.clip(values * (255.0 / full), 0, 255)).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
+def _jpeg_source(path: Path, progressive: bool) -> io.BytesIO:
+    """A JPEG's bytes to decode, refused without an end marker. For a baseline JPEG the marker
+    is replaced by stuffed one-bits: cut short and given an end marker, such a file decodes
+    without an error (libjpeg only warns, and fills the rest grey), but without the marker its
+    decoder runs out of data, which PIL refuses. A whole image reads no more of the padding than
+    its look-ahead (libjpeg's 57-bit buffer), and one-bits are no Huffman code, so a cut image
+    gets no more than a few blocks out of it. A progressive JPEG is decoded only once all its
+    scans are in, so it keeps its marker (and a cut one goes undetected)."""
+    data = path.read_bytes()
+    end = data.rfind(JPEG_END, max(0, len(data) - JPEG_TAIL))
+    if end < 0:
+        raise ValueError("truncated JPEG (no end marker)")
+    return io.BytesIO(data if progressive else data[:end] + JPEG_PADDING)
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Every pixel of the image at `path`, as `pil_rgb` gives them: the one test of readability,
+    shared by `read_image` and `image_problem`. Raises one of DECODE_ERRORS."""
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(errno.ENOENT, f"broken link to {os.readlink(path)}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError("empty file")
+    with Image.open(path) as img:
+        if img.format != "JPEG":
+            return pil_rgb(img)
+        progressive = bool(img.info.get("progressive"))
+    with Image.open(_jpeg_source(path, progressive)) as img:
+        try:
+            img.load()
+        except OSError:
+            raise ValueError("JPEG data cut short or corrupt") from None
+        return pil_rgb(img)
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """An image as an (H, W, 3) uint8 RGB array; a corrupt or unreadable file names its path."""
+    """An image as an (H, W, 3) uint8 RGB array; a file `image_problem` refuses names its path."""
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ReidError(f"cannot read image {path}: {exc}") from None
+        return _decode(Path(path))
+    except DECODE_ERRORS as exc:
+        raise ReidError(f"cannot read image {path}: {_reason(exc)}") from None
 
 
 def image_problem(path: Path) -> str | None:
-    """Why an image cannot be used, from a cheap look (its size, header and, for a JPEG, its end
-    marker); None when it looks whole. Catches empty, foreign and truncated files before hours
-    of training, without decoding every pixel."""
+    """Why an image cannot be used, found by decoding it in full as `read_image` does (a corrupt
+    PNG stream or a JPEG cut short passes any cheaper look, then stops a run hours in); None
+    when it can be read."""
     try:
-        size = path.stat().st_size
-        if size == 0:
-            return "empty file"
-        with Image.open(path) as img:
-            kind = img.format
-        if kind == "JPEG":
-            with open(path, "rb") as f:
-                f.seek(max(0, size - 64))
-                if b"\xff\xd9" not in f.read():
-                    return "truncated JPEG (no end marker)"
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        _decode(Path(path))
+    except DECODE_ERRORS as exc:
+        return _reason(exc)
     return None
 
 
 def unreadable(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """(path, why) of each image that `image_problem` finds unusable."""
-    return [(Path(p), problem) for p in paths if (problem := image_problem(Path(p)))]
+    """(path, why) of each image that `image_problem` finds unusable, in input order. Decoded on
+    threads (PIL releases the GIL), with a bar on stderr once the check takes a while."""
+    paths = [Path(p) for p in paths]
+    problems = []
+    with ThreadPoolExecutor(default_workers()) as pool, tqdm(
+            total=len(paths), desc="checking images", unit="img", leave=False, delay=PROGRESS_DELAY) as bar:
+        for problem in pool.map(image_problem, paths):
+            problems.append(problem)
+            bar.update()
+    return [(p, problem) for p, problem in zip(paths, problems, strict=True) if problem]
 
 
 def listed(bad: list[tuple[Path, str]]) -> str:
@@ -112,11 +175,55 @@ def require_images(paths: Iterable[Path], what: str) -> None:
         raise ReidError(f"{len(bad)} unreadable images in {what}: {listed(bad)}")
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Every .jpg, .jpeg and .png below `folder`, as paths relative to it, sorted as text;
-    hidden files and folders are skipped."""
-    found = (p.relative_to(folder) for p in Path(folder).rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
-    return sorted((p for p in found if not any(part.startswith(".") for part in p.parts)), key=str)
+def _broken_link(entry: os.DirEntry) -> bool:
+    return entry.is_symlink() and not os.path.exists(entry.path)
+
+
+def find_images(folder: Path, progress: bool = False) -> list[Path]:
+    """Every .jpg, .jpeg and .png below `folder`, as paths relative to it, sorted as text; hidden
+    files and folders are skipped. Linked folders are followed, each real folder once (a link
+    back up is no loop); a broken link with an image's name is listed, for the image check to
+    name. A folder that cannot be listed is refused. The count of folders and images goes to
+    stderr while scanning, from the start with `progress`, else once the scan takes a while."""
+    folder = Path(folder)
+    found: list[Path] = []
+    seen: set[str] = set()
+    pending = [folder]
+    with tqdm(desc=f"scanning {folder}", unit=" folders", leave=False, delay=0 if progress else PROGRESS_DELAY) as bar:
+        while pending:
+            here = pending.pop()
+            real = os.path.realpath(here)
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                with os.scandir(here) as scan:
+                    entries = sorted((e for e in scan if not e.name.startswith(".")), key=lambda e: e.name,
+                                     reverse=True)
+                    folders = [Path(e.path) for e in entries if e.is_dir()]
+                    images = [Path(e.path) for e in entries if e.name.lower().endswith(SUFFIXES)
+                              and (e.is_file() or _broken_link(e))]
+            except OSError as exc:
+                raise ReidError(f"{here}: cannot list this folder ({_reason(exc)})") from None
+            pending += folders
+            found += [p.relative_to(folder) for p in images]
+            bar.set_postfix_str(f"{len(found)} images", refresh=False)
+            bar.update()
+        if progress:
+            bar.refresh()  # the final count, however quick the scan
+    return sorted(found, key=str)
+
+
+def pil_problem(image: Image.Image) -> str | None:
+    """Why a PIL image has no pixels to convert (empty, or closed before its pixels were read);
+    None when it has them. Loading here is the decoding the conversion would do anyway."""
+    if 0 in image.size:
+        return f"a PIL image of {image.width} x {image.height} pixels; expected at least 1 x 1"
+    try:
+        image.load()
+    except (OSError, ValueError) as exc:
+        return f"a PIL image whose pixels cannot be read ({exc}): pass it before closing it, or its file path"
+    return None
 
 
 def as_rgb(item: ImageLike, index: int) -> np.ndarray:
@@ -125,7 +232,9 @@ def as_rgb(item: ImageLike, index: int) -> np.ndarray:
     if isinstance(item, (str, Path)):
         return read_image(item)
     if isinstance(item, Image.Image):
-        return np.asarray(item.convert("RGB"))
+        if problem := pil_problem(item):
+            raise ReidError(f"images[{index}]: {problem}")
+        return pil_rgb(item)
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8 or 0 in item.shape:
             raise ReidError(f"images[{index}]: an array of shape {item.shape} and dtype {item.dtype}; "
@@ -192,17 +301,52 @@ def embed_batches(run: Callable[[np.ndarray], np.ndarray], images: Sequence[Imag
     images = list(images)
     out = np.empty((len(images), dim), dtype=np.float32)
     with tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=not progress) as bar:
-        for start, batch in batches(images, cfg, batch_size, workers):
-            out[start:start + len(batch)] = run(batch)
-            bar.update(len(batch))
+        try:
+            for start, batch in batches(images, cfg, batch_size, workers):
+                out[start:start + len(batch)] = run(batch)
+                bar.update(len(batch))
+        except Exception as exc:  # onnxruntime's errors derive from Exception alone; others pass on as they were
+            if not out_of_memory(exc):
+                raise
+            raise ReidError(f"out of memory embedding batches of {batch_size} images at {cfg.img_size} px: "
+                            "lower batch_size, or the scales") from None
     return out
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure (numpy's MemoryError, torch's OutOfMemoryError on
+    CUDA or its CPU allocator's RuntimeError, onnxruntime's): a fault of the batch's size, never
+    of the images or of what a model takes. Told by type and message, so no torch is imported."""
+    text = str(exc).lower()
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or any(words in text for words in ("out of memory", "can't allocate memory", "failed to allocate")))
+
+
 def scaled_sizes(img_size: int, scales: Sequence[float]) -> list[int]:
-    """The input size, in pixels, of each test-time scale of a model trained at `img_size`."""
-    if not scales or min(scales) <= 0:
+    """The input size, in pixels, of each test-time scale of a model trained at `img_size`. Sizes
+    other than the trained one must lie in SCALED_SIDES: below, a crop is a few pixels of mush;
+    above, one image of a large backbone takes gigabytes, and the run would die on memory."""
+    if not scales or not all(isinstance(s, numbers.Real) and math.isfinite(s) and s > 0 for s in scales):
         raise ReidError(f"scales must be positive numbers (got {', '.join(map(str, scales)) or 'none'})")
-    return [max(1, round(img_size * s)) for s in scales]
+    sizes = [round(img_size * s) for s in scales]
+    for scale, size in zip(scales, sizes, strict=True):
+        if size != img_size and size not in SCALED_SIDES:
+            raise ReidError(f"scale {scale:g} makes {size}-pixel input of a model trained at {img_size}: "
+                            f"test-time sizes must be {SCALED_SIDES.start} to {SCALED_SIDES.stop - 1} pixels")
+    return sizes
+
+
+def image_sequence(images: Iterable[ImageLike]) -> list[ImageLike]:
+    """`images` as a list, refused in one line when it is one image or one path rather than a
+    sequence of them (a string would be read letter by letter, an image row by row). One
+    N x H x W x 3 array is N images."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, (str, bytes, bytearray, os.PathLike, Image.Image, np.ndarray)) or not isinstance(
+            images, Iterable):
+        raise ReidError(f"images: a {type(images).__name__}, not a sequence of images: pass a list, [image] "
+                        "for one (file paths, PIL images, H x W x 3 uint8 RGB arrays), or an N x H x W x 3 array")
+    return list(images)
 
 
 def embed_at_scales(run: Callable[[np.ndarray], np.ndarray], images: Sequence[ImageLike], cfg: DataConfig,
@@ -211,11 +355,11 @@ def embed_at_scales(run: Callable[[np.ndarray], np.ndarray], images: Sequence[Im
     """`embed_batches` at the input size of each of `scales`, the unit-length rows averaged and
     normalised again (multi-scale test-time augmentation); scale 1 alone is `embed_batches`
     itself. A size the model does not take (`accepts`) is refused in one line, before any work."""
+    images = image_sequence(images)
     sizes = scaled_sizes(cfg.img_size, scales)
     if refused := [s for s in sizes if not accepts(s)]:
         raise ReidError(f"{model} takes {cfg.img_size}-pixel input only, not {', '.join(map(str, refused))}: "
                         "leave its scales at 1")
-    images = list(images)
     out = None
     for size in sizes:
         f = embed_batches(run, images, dataclasses.replace(cfg, img_size=size), dim, batch_size, workers, progress,

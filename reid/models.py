@@ -14,6 +14,9 @@ scaled as (pixel - 127) / 128: the model and data config below reproduce those.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
+import numbers
 import re
 from pathlib import Path
 from typing import Any
@@ -116,14 +119,15 @@ def parse_pretrained(value: bool | str | Path) -> bool | Path:
     return path
 
 
-def load_torch_file(path: Path) -> Any:
-    """What torch.save wrote to `path`, read safely (tensors and plain values only).
+def load_torch_file(path: Path, data: bytes | None = None) -> Any:
+    """What torch.save wrote to `path` (or `data`, its bytes already read), read safely (tensors
+    and plain values only).
 
     Whatever the reader raises, the fault is the named file; torch's own advice to retry with
     weights_only=False (which runs arbitrary code from the file) is not passed on.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # text files, truncated zips and pickles each fail differently
         raise ReidError(f"cannot load {path}: not a weights file that torch.load reads safely "
                         f"({type(exc).__name__})") from None
@@ -147,7 +151,21 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint written by the training engine (best.pt or last.pt), its parts checked."""
-    ckpt = load_torch_file(path)
+    return checked_checkpoint(load_torch_file(path), path)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, str]:
+    """`load_checkpoint`, and the sha256 of the very bytes it was loaded from: the file is read
+    once, so a last.pt that training rewrites meanwhile cannot record a newer file's digest."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ReidError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return checked_checkpoint(load_torch_file(path, data), path), hashlib.sha256(data).hexdigest()
+
+
+def checked_checkpoint(ckpt: Any, path: Path) -> dict:
+    """`ckpt`, read from `path`, refused unless it has the parts the training engine writes."""
     if not isinstance(ckpt, dict) or not {"model", "config", "data_config"} <= set(ckpt):
         raise ReidError(f"{path}: not a checkpoint written by train_our_post*.py (no model, config and data_config)")
     try:
@@ -276,8 +294,11 @@ def build_encoder(name: str, pretrained: bool | str | Path = True, img_size: int
     `name` is a timm model name, or `open_clip:<arch>:<pretrained tag>` such as
     `open_clip:ViT-L-14:openai` (text tower dropped; `clip_projection=False` removes the
     visual projection). `pretrained` is True (hub), False, or a weights file. `img_size`
-    overrides the model's default input side.
+    (None, or a positive whole number) overrides the model's default input side.
     """
+    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, numbers.Integral)
+                                 or img_size < 1):
+        raise ReidError(f"img_size={img_size!r}: expected a whole number of pixels, at least 1")
     pretrained = parse_pretrained(pretrained)
     if name.startswith(OPEN_CLIP_PREFIX):
         model, data = _open_clip_encoder(name, pretrained, clip_projection, img_size)

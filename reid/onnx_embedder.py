@@ -8,18 +8,86 @@ The sidecar is checked against the graph before any image is read, and the image
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from reid.errors import ReidError
-from reid.images import DataConfig, ImageLike, default_workers, embed_at_scales
+from reid.images import INTERPOLATIONS, DataConfig, ImageLike, default_workers, embed_at_scales
 from reid.io import read_record
 from reid.runs import file_sha256
 
 SIDECAR_FORMAT = "reid-onnx/1"
 INPUT_NAME, OUTPUT_NAME = "images", "features"
+LAYOUT, DTYPE, COLOUR_ORDER = "NCHW", "float32", "RGB"  # the one input export.py writes and reid.images makes
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _channels(positive: bool) -> Callable[[Any], bool]:
+    """Three finite numbers, one per channel (above zero when `positive`)."""
+    def check(value: Any) -> bool:
+        return (isinstance(value, list) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                        and (v > 0 or not positive) for v in value))
+    return check
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+# Every field export.py writes: (dotted name, the check, what it must be). A value the runtime uses
+# is held to what reid.images can do with it; a descriptive one to its type.
+SIDECAR_SCHEMA: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("model", _text, "a string"),
+    ("input.name", lambda v: v == INPUT_NAME, f"{INPUT_NAME!r}"),
+    ("input.layout", lambda v: v == LAYOUT, f"{LAYOUT!r}"),
+    ("input.dtype", lambda v: v == DTYPE, f"{DTYPE!r}"),
+    ("input.colour_order", lambda v: v == COLOUR_ORDER, f"{COLOUR_ORDER!r}"),
+    ("input.img_size", _whole, "a whole number of pixels, at least 1"),
+    ("input.resize", _text, "a string"),
+    ("input.interpolation", lambda v: v in INTERPOLATIONS, f"one of {', '.join(INTERPOLATIONS)}"),
+    ("input.scale", _text, "a string"),
+    ("input.mean", _channels(positive=False), "3 finite numbers"),
+    ("input.std", _channels(positive=True), "3 finite numbers above 0"),
+    ("output.name", lambda v: v == OUTPUT_NAME, f"{OUTPUT_NAME!r}"),
+    ("output.dim", _whole, "a whole number, at least 1"),
+    ("output.l2_normalised", lambda v: v is True, "true"),
+    ("opset", _whole, "a whole number, at least 1"),
+    ("onnx_sha256", lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
+     "64 hexadecimal digits"),
+    ("external_data", lambda v: v is None or _text(v), "null or a file name"),
+    ("checkpoint", _text, "a string"),
+    ("checkpoint_sha256", _text, "a string"),
+    ("verified", lambda v: v is None or isinstance(v, dict), "null or an object"),
+]
+
+
+def sidecar_problem(sidecar: dict[str, Any]) -> str | None:
+    """The first field of `sidecar` that SIDECAR_SCHEMA refuses, said in a few words; None when
+    every field is as export.py writes it."""
+    for field, check, expected in SIDECAR_SCHEMA:
+        value: Any = sidecar
+        for i, key in enumerate(parts := field.split(".")):
+            if not isinstance(value, dict):
+                return f"{'.'.join(parts[:i])} is {_shown(value)}, expected an object"
+            if key not in value:
+                return f"no {field} field"
+            value = value[key]
+        if not check(value):
+            return f"{field} is {_shown(value)}, expected {expected}"
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def sidecar_path(onnx_path: Path) -> Path:
@@ -42,29 +110,29 @@ def read_sidecar(onnx_path: Path) -> dict[str, Any]:
     sidecar = read_record(path)
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         raise ReidError(f"{path}: not a sidecar written by export.py (format {SIDECAR_FORMAT})")
-    try:
-        data_config_of(sidecar)
-        int(sidecar["output"]["dim"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ReidError(f"{path}: incomplete sidecar ({type(exc).__name__}: {exc})") from None
+    if problem := sidecar_problem(sidecar):
+        raise ReidError(f"{path}: {problem} (export.py writes the sidecar: export again rather than edit it)")
     if sidecar.get("onnx_sha256") != file_sha256(onnx_path):
         raise ReidError(f"{path} was written for another graph than {onnx_path} (sha256 differs): "
                         "export again, or put the pair that belongs together side by side")
     return sidecar
 
 
-def providers_for(device: str) -> list[str]:
-    """onnxruntime's providers for `device`: CPU, or CUDA first (falling back to CPU per op)."""
+def providers_for(device: str) -> list[Any]:
+    """onnxruntime's providers for `device` (cpu, cuda, or cuda:<index>): CPU, or that GPU first
+    (falling back to CPU per op)."""
     import onnxruntime as ort
 
+    device = str(device)
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device != "cuda":
-        raise ReidError(f"device={device}: expected cpu or cuda")
+    found = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not found:
+        raise ReidError(f"device={device}: expected cpu, cuda or cuda:<index>")
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise ReidError("device=cuda but this onnxruntime has no CUDA provider "
+        raise ReidError(f"device={device} but this onnxruntime has no CUDA provider "
                         "(pip install onnxruntime-gpu on a machine with CUDA)")
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": int(found.group(1) or 0)}), "CPUExecutionProvider"]
 
 
 def _check_graph(session: Any, sidecar: dict[str, Any], path: Path) -> None:
@@ -86,6 +154,7 @@ class OnnxEmbedder:
                  scales: Sequence[float] = (1.0,)):
         import onnxruntime as ort
 
+        providers = providers_for(device)  # a bad device is refused as such, before the model is touched
         self.path = Path(path)
         if self.path.suffix != ".onnx" or not self.path.is_file():
             raise ReidError(f"no .onnx file at {self.path}")
@@ -96,13 +165,28 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers_for(device))
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for a bad graph
-            raise ReidError(f"{self.path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:300]})") from None
+            raise self._load_error(exc, device, options) from None
         _check_graph(self.session, self.sidecar, self.path)
         self.source = {"checkpoint": str(self.path.resolve()), "onnx_sha256": self.sidecar["onnx_sha256"],
                        "model": self.sidecar.get("model", ""),
                        "checkpoint_sha256": self.sidecar.get("checkpoint_sha256", "")}
+
+    def _load_error(self, exc: Exception, device: str, options: Any) -> ReidError:
+        """What to blame when onnxruntime cannot start the graph: on a GPU, the device when the
+        graph loads on the CPU (a GPU index that is not there, a broken CUDA), else the file."""
+        import onnxruntime as ort
+
+        cause = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        if device != "cpu":
+            try:
+                ort.InferenceSession(str(self.path), options, providers=providers_for("cpu"))
+                return ReidError(f"device={device}: onnxruntime cannot run there ({cause}); the graph itself loads "
+                                 "on cpu: check the GPU index (CUDA_VISIBLE_DEVICES) and the CUDA install")
+            except Exception:  # the graph fails on the CPU too: the file is at fault
+                pass
+        return ReidError(f"{self.path}: onnxruntime cannot load it ({cause})")
 
     @property
     def dim(self) -> int:
@@ -110,7 +194,8 @@ class OnnxEmbedder:
 
     def embed(self, images: Sequence[ImageLike], batch_size: int = 64, progress: bool = False,
               desc: str = "embedding") -> np.ndarray:
-        """(N, dim) float32 features, rows of unit length, in input order."""
+        """(N, dim) float32 features, rows of unit length, in input order (the same input as
+        `Embedder.embed`)."""
         return embed_at_scales(lambda batch: self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], images,
                                self.data_config, self.scales, self.accepts, self.path.name, self.dim, batch_size,
                                self.workers, progress, desc)

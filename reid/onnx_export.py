@@ -25,6 +25,9 @@ from reid.runs import file_sha256
 
 ONE_FILE_LIMIT = 1 << 30  # above this many bytes of weights, they go to <name>.onnx.data (protobuf stops at 2 GiB)
 VERIFY_BATCHES = (1, 13)  # a lone image and an odd batch that was never traced
+# torch.onnx writes opset 18 and converts it (onnxscript's version converter) up to 25; asked for
+# more, it keeps 18 without a word. export_graph checks what was written all the same.
+OPSETS = range(18, 26)
 
 
 class _Normalized(nn.Module):
@@ -56,12 +59,16 @@ def export_graph(embedder: Embedder, examples: Sequence[ImageLike], path: Path, 
                 model, (batch,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME], dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}})
             program.save(str(path), external_data=weight_bytes(model) > ONE_FILE_LIMIT)
+        written = graph_opset(path)
     except Exception as exc:  # the exporter raises many types; the model is what cannot be exported
         raise ReidError(f"torch.onnx cannot export {embedder.source.get('model', 'the model')}: "
                         f"{str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__}"
                         ) from None
     finally:
         embedder.model.to(embedder.device)
+    if written != opset:
+        raise ReidError(f"torch.onnx could not convert {embedder.source.get('model', 'the model')} to opset {opset} "
+                        f"(it wrote {written}): export with --opset={written}")
 
 
 def graph_opset(path: Path) -> int:
