@@ -147,30 +147,53 @@ def _clear_leftovers(real: Path) -> None:
 
 
 @contextmanager
-def claimed(folders: Sequence[Path], option: str, stage: str,
-            inputs: Iterable[tuple[str, Path]] = ()) -> Iterator[None]:
-    """Check every output folder (check_output_folder), then hold each for the block: a second
-    run of any stage into one of them is refused at once."""
-    inputs = list(inputs)
-    reals = [check_output_folder(folder, option, stage, inputs) for folder in folders]
-    made = sorted({d for real in reals for d in (real.parent, *real.parent.parents) if not d.exists()},
-                  key=lambda d: len(d.parts), reverse=True)  # removed again if left empty
+def held(target: Path, option: str) -> Iterator[None]:
+    """Hold `target` (a folder, or a file, this run writes) for the block: a second run into it is
+    refused at once; while held, what a killed run left beside it is cleared. Folders made for
+    the lock and left empty are removed afterwards."""
+    real = Path(os.path.realpath(target))
+    made = [d for d in (real.parent, *real.parent.parents) if not d.exists()]
     try:
-        with ExitStack() as stack:
-            for folder, real in zip(folders, reals, strict=True):
-                try:
-                    real.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise write_error(exc, real.parent) from None
-                stack.enter_context(exclusive(real.parent / _hidden(real, _LOCK),
-                                              f"{folder} is being written by another run; wait for it to end "
-                                              f"or choose another --{option}"))
-                _clear_leftovers(real)
+        real.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, real.parent) from None
+    try:
+        with exclusive(real.parent / _hidden(real, _LOCK), f"{target} is being written by another run; wait for it "
+                                                             f"to end or choose another --{option}"):
+            _clear_leftovers(real)
             yield
     finally:
-        for folder in made:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_if_empty(made)
+
+
+def remove_if_empty(folders: Iterable[Path]) -> None:
+    """Remove those of `folders` (made by this run, deepest first) that it left empty."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def staging_folder(target: Path) -> Path:
+    """A new folder beside `target`, named uniquely, to write it in before it is moved into place;
+    the next holder of `target` clears one that a killed run left."""
+    real = Path(os.path.realpath(target))
+    try:
+        return Path(tempfile.mkdtemp(prefix=_hidden(real, _STAGING), dir=real.parent))
+    except OSError as exc:
+        raise write_error(exc, real) from None
+
+
+@contextmanager
+def claimed(folders: Sequence[Path], option: str, stage: str,
+            inputs: Iterable[tuple[str, Path]] = ()) -> Iterator[None]:
+    """Check every output folder (check_output_folder), then hold each for the block (`held`)."""
+    inputs = list(inputs)
+    for folder in folders:
+        check_output_folder(folder, option, stage, inputs)
+    with ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(held(folder, option))
+        yield
 
 
 @contextmanager
@@ -181,9 +204,9 @@ def folder_as_unit(folder: Path | str, stage: str) -> Iterator[Path]:
     real = Path(os.path.realpath(folder))
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=_hidden(real, _STAGING), dir=real.parent))
     except OSError as exc:
-        raise write_error(exc, real) from None
+        raise write_error(exc, real.parent) from None
+    staging = staging_folder(real)
     try:
         yield staging
         write_json({"stage": stage, "files": sorted(p.name for p in staging.iterdir())}, staging / MANIFEST)

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from reid.errors import ReidError
 from reid.io import read_table, write_error, write_json
-from reid.outputs import exclusive
+from reid.outputs import exclusive, remove_if_empty
 
 COMPLETE = "complete.json"
 LAST = "last.pt"  # everything an exact resume needs, rewritten after every epoch
@@ -45,9 +45,7 @@ def hold_run(run_dir: Path) -> Iterator[None]:
                                 "choose another --run_name"):
             yield
     finally:
-        for folder in made:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_if_empty(made)
 
 
 def images_fingerprint(root: Path, images: Iterable[str], digest: Any = None) -> str:
