@@ -56,7 +56,19 @@ from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
 from reid.models import build_encoder, load_checkpoint
 from reid.rerank import distance_matrices
-from reid.runs import COMPLETE, RESUMABLE, data_fingerprint, hold_run, recipe_changes, write_complete
+from reid.runs import (
+    COMPLETE,
+    CONFIG,
+    LAST,
+    RESUMABLE,
+    data_fingerprint,
+    early_end,
+    hold_run,
+    recipe_changes,
+    require_checkpoint,
+    schedule_epochs,
+    write_complete,
+)
 from reid.transforms import train_transform
 from reid.visualize import training_curves
 
@@ -128,8 +140,9 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 def check_resumable(ckpt: dict, cfg: TrainConfig, data: str, path: Path) -> None:
-    """Refuse to resume with a different recipe or other data, naming what changed; where the
-    run folder or the dataset now lives does not matter."""
+    """Refuse to resume with a different recipe or other data, naming what changed, or with
+    epochs that would end the run early; where the run folder or the dataset now lives does
+    not matter."""
     changed = recipe_changes(ckpt["config"], to_dict(cfg), RESUMABLE)
     if changed:
         raise ReidError(f"{path} was trained with other settings; pass the same values to resume: "
@@ -137,6 +150,21 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, data: str, path: Path) -> None
     if ckpt.get("data") != data:
         raise ReidError(f"{path} was trained on other data (the images or the partition under "
                         f"{cfg.data_dir} changed since); train a new run instead")
+    if problem := early_end(ckpt["epoch"], schedule_epochs(ckpt), cfg.epochs):
+        raise ReidError(f"{path}: {problem}")
+
+
+def resume_checkpoint(cfg: TrainConfig, run_dir: Path, data: str) -> dict | None:
+    """The last.pt that a --resume=true run continues, checked against this request; None for
+    a new run, which must not overwrite one."""
+    last = run_dir / LAST
+    if not cfg.resume:
+        if last.exists():
+            raise ReidError(f"{run_dir} already holds a run: pass --resume=true or another --run_name")
+        return None
+    ckpt = load_checkpoint(last)
+    check_resumable(ckpt, cfg, data, last)
+    return ckpt
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -216,10 +244,13 @@ def fit(cfg: TrainConfig) -> Path:
     others' next collective fails at once, and each says in one line that it stopped for that
     reason. torchrun then ends the job: no rank waits for a peer that is gone.
     """
+    run_dir = Path(cfg.checkpoint_dir) / cfg.run_name
+    if cfg.resume:
+        require_checkpoint(run_dir)  # before hold_run makes the folder
     require_writable(cfg.checkpoint_dir, "checkpoint_dir")
     with distributed(cfg.device) as ctx:
         try:
-            with hold_run(Path(cfg.checkpoint_dir) / cfg.run_name) if ctx.main else contextlib.nullcontext():
+            with hold_run(run_dir) if ctx.main else contextlib.nullcontext():
                 return _fit(cfg, ctx)
         except RuntimeError as exc:
             if ctx.world_size > 1 and peer_lost(exc):
@@ -234,6 +265,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     root = Path(cfg.data_dir) / "data_reid"
     train_df, val_df = split_fold(load_partition(root / "train_df.csv"), cfg.fold)
     data = data_fingerprint(root)
+    ckpt = resume_checkpoint(cfg, run_dir, data)
     require_images(image_paths(root, pd.concat([train_df, val_df])), f"{root / 'train_df.csv'}")
 
     torch.manual_seed(cfg.seed)
@@ -269,24 +301,22 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     dtype = amp_dtype(cfg.amp, ctx.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
-    state = {"epoch": 0, "best_map": -1.0, "history": []}
+    state = {"epoch": 0, "best_map": -1.0, "history": [], "schedule_epochs": cfg.epochs}
     torch.manual_seed(rank_seed(cfg.seed, ctx.rank))
-    if cfg.resume:
-        ckpt = load_checkpoint(run_dir / "last.pt")
-        check_resumable(ckpt, cfg, data, run_dir / "last.pt")
+    if ckpt is not None:
         model.encoder.load_state_dict(ckpt["model"])
         model.criterion.load_state_dict(ckpt["criterion"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         restore_rng(ckpt["rng"], ctx)
-        state = {k: ckpt[k] for k in state}
-        ctx.say(f"resuming {run_dir} after epoch {state['epoch']}")
-    elif (run_dir / "last.pt").exists():
-        raise ReidError(f"{run_dir} already holds a run: pass --resume=true or another --run_name")
+        state = {k: ckpt[k] for k in ("epoch", "best_map", "history")} | {"schedule_epochs": schedule_epochs(ckpt)}
+        ctx.say(f"resuming {run_dir} after epoch {state['epoch']}"
+                + (f"; its {state['schedule_epochs']}-epoch schedule goes on at lr_end to epoch {cfg.epochs}"
+                   if cfg.epochs > state["schedule_epochs"] else ""))
     if ctx.main:
         (run_dir / COMPLETE).unlink(missing_ok=True)
-        save_config(cfg, run_dir / "config.json")
+        save_config(cfg, run_dir / CONFIG)
     if note := amp_note(cfg.amp, ctx.device):
         ctx.say(note)
     ctx.say(f"{len(train_set)} training images, {train_set.num_classes} players; "
@@ -314,7 +344,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
             save_atomic(weights | state | {"criterion": model.criterion.state_dict(),
                                            "optimizer": optimizer.state_dict(),
                                            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                                           "rng": rngs}, run_dir / "last.pt")
+                                           "rng": rngs}, run_dir / LAST)
             if improved:
                 save_atomic(weights, run_dir / "best.pt")
             # rewritten from the checkpointed history, so a resume never duplicates a row
@@ -325,7 +355,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
         if ctx.world_size > 1:
             dist.barrier()
     if ctx.main:
-        write_complete(run_dir, to_dict(cfg), data, state["best_map"])
+        write_complete(run_dir, to_dict(cfg), data, state["best_map"], state["schedule_epochs"])
     ctx.say(f"done: best mAP {state['best_map']:.4f}; {run_dir / 'best.pt'}")
     return run_dir
 
@@ -370,7 +400,7 @@ def train_step(net: nn.Module, micro_batches: list, optimizer: torch.optim.Optim
     if not math.isfinite(value):
         optimizer.zero_grad(set_to_none=True)
         raise ReidError(f"loss is {value} at {where}; stopped before the update. The last good "
-                        f"checkpoint is {Path(cfg.checkpoint_dir) / cfg.run_name / 'last.pt'}")
+                        f"checkpoint is {Path(cfg.checkpoint_dir) / cfg.run_name / LAST}")
     if cfg.clip_grad > 0:
         scaler.unscale_(optimizer)
         nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
