@@ -20,6 +20,7 @@ from reid.config import Count, NonNegative, Positive, format_config, run
 from reid.errors import ReidError
 from reid.fetch import copy_member, download, find_member, local_source, md5sum, safe_extract
 from reid.io import require_writable
+from reid.outputs import held, staging_folder
 
 MARKER = ".download.json"
 
@@ -93,9 +94,15 @@ def main(cfg: Config) -> None:
     print(format_config(cfg))
     require_writable(cfg.data_dir, "data_dir")
     target = cfg.data_dir / "data_reid"
-    if cfg.synthetic:
-        make_synthetic(cfg, target)
-        return
+    with held(target, "data_dir"):  # two downloads into one folder: the second stops at once
+        if cfg.synthetic:
+            make_synthetic(cfg, target)
+        else:
+            fetch_official(cfg, target)
+
+
+def fetch_official(cfg: Config, target: Path) -> None:
+    """The official archive, md5-checked, unpacked beside `target` and renamed into place."""
     if target.exists():
         if cfg.md5 and read_json(target / MARKER).get("md5") == cfg.md5:
             print(f"{target} is already downloaded and verified (md5 {cfg.md5}): nothing to do")
@@ -110,8 +117,7 @@ def main(cfg: Config) -> None:
         raise ReidError(f"md5 mismatch for {cfg.inner_zip}: expected {cfg.md5}, got {digest} "
                         "(another edition? pass --md5=...)")
     print(f"md5 {digest} ok")
-    partial = cfg.data_dir / ".data_reid.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = staging_folder(target)
     try:
         safe_extract(dataset_zip, partial)
         root = dataset_root(partial)

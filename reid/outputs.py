@@ -178,6 +178,7 @@ def staging_folder(target: Path) -> Path:
     the next holder of `target` clears one that a killed run left."""
     real = Path(os.path.realpath(target))
     try:
+        real.parent.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=_hidden(real, _STAGING), dir=real.parent))
     except OSError as exc:
         raise write_error(exc, real) from None
@@ -202,10 +203,6 @@ def folder_as_unit(folder: Path | str, stage: str) -> Iterator[Path]:
     which replaces the folder, with the manifest written last, only once every file is there.
     A failure part-way leaves the folder as it was. Hold the folder first (`claimed`)."""
     real = Path(os.path.realpath(folder))
-    try:
-        real.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise write_error(exc, real.parent) from None
     staging = staging_folder(real)
     try:
         yield staging

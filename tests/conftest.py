@@ -67,10 +67,11 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
 
 
 def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    """A zip of `entries`, the same bytes for the same entries (entry times fixed, not the clock's)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in entries.items():
-            zf.writestr(name, data)
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2023, 1, 1, 0, 0, 0)), data)
     return buf.getvalue()
 
 

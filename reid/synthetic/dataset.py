@@ -15,6 +15,7 @@ from pathlib import Path
 from reid.data import GROUND_TRUTH
 from reid.errors import ReidError
 from reid.images import usable_cores
+from reid.outputs import staging_folder
 from reid.synthetic.crops import render_sequence
 from reid.synthetic.layouts import relayout
 from reid.synthetic.planning import Plan, plan
@@ -59,8 +60,7 @@ def generate(data_dir: Path, size: str = "small", seed: int = 0, workers: int | 
     if target.exists():
         raise ReidError(f"{target} already exists: move it away to generate synthetic data there")
     p = plan(size, seed)
-    partial = target.with_name(".data_reid.synthetic.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = staging_folder(target)
     try:
         folders = {str(Path(path).parent) for seq in p.sequences for person in seq.people for _, path in person.files}
         for folder in folders:
