@@ -4,8 +4,9 @@
 
 The layout under <data_dir>/data_reid/ is detected (and printed) unless --layout names it:
 official (reid_training/, reid_test/{query,gallery}/, reid_challenge/); market1501
-(bounding_box_train/, query/, bounding_box_test/ with names {pid}_c{camera}s{seq}_{frame}_{n}.jpg:
-junk pid -1 left out, distractors pid 0 kept in the test gallery, cameras kept for evaluation);
+(bounding_box_train/, query/, bounding_box_test/ with names {pid}_c{camera}s{seq}_{frame}_{n}.jpg,
+or .jpeg or .png: junk pid -1 left out, distractors pid 0 kept in the test gallery, cameras kept
+for evaluation);
 or folders (train/<player>/[<sequence>/]<image>, or sequences given by a sequences.csv with
 image,sequence,frame; test/ likewise and optional: without it a fifth of the players is held
 out; queries: the first image by name of each player in each sequence, none of a player with a
@@ -44,6 +45,7 @@ def main(cfg: Config) -> None:
     require_writable(root, "data_dir")
     layout = detect_layout(root) if cfg.layout == "auto" else cfg.layout
     print(f"layout    {layout}" + (" (detected)" if cfg.layout == "auto" else ""))
+    players = None  # the folders layout's player numbers, written with the partitions
     if layout == "official":
         train_df = build_train_df(root, cfg.n_folds)
         challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
@@ -54,12 +56,16 @@ def main(cfg: Config) -> None:
     else:
         scanned, players, said = scan_folders(root)
         train_df, challenge_df = with_folds(scanned, cfg.n_folds), None
-        print("\n".join(said + [f"wrote {write_csv(players, root / 'players.csv')} (player numbers -> folder names)"]))
+        if said:
+            print("\n".join(said))
     if unmatched := unmatched_queries(train_df):
         print(f"{unmatched} test queries have no possible match in the gallery: evaluation leaves them out")
     require_images(image_paths(root, train_df), "the training and test folders")
     if challenge_df is not None:
         require_images(image_paths(root, challenge_df), "the challenge folders")
+    # Every check is behind us: only now is anything written.
+    if players is not None:
+        print(f"wrote {write_csv(players, root / 'players.csv')} (player numbers -> folder names)")
     write_csv(train_df, root / "train_df.csv")
     counts = train_df.groupby(["split", "img_type"]).size()
     for split in ("train", "test"):

@@ -128,10 +128,12 @@ def make_loader(dataset: Dataset, **kwargs: Any) -> DataLoader:
 
 
 def list_images(folder: Path) -> list[str]:
-    """File names in `folder`, sorted; hidden files are skipped, anything else is kept."""
+    """File names in `folder`, sorted; hidden files are skipped, anything else is kept, broken
+    links too (the image check names them, where skipping them would lose images unsaid)."""
     if not folder.is_dir():
         raise ReidError(f"missing folder {folder}")
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p.name for p in folder.iterdir()
+                  if (p.is_file() or (p.is_symlink() and not p.exists())) and not p.name.startswith("."))
 
 
 def _malformed(folder: Path, names: list[str], pattern: re.Pattern, form: str) -> str | None:
@@ -174,7 +176,9 @@ def assign_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
     groups = df["split"] + "/" + df["game"].astype(str)
     n_groups = groups.nunique()
     if n_groups < 2:
-        raise ReidError(f"cannot make folds from {n_groups} game; need at least 2")
+        found = "no image was scanned" if df.empty else f"all {len(df)} images are of one game ({groups.iloc[0]})"
+        raise ReidError(f"cannot make folds: {found}; folds need images of at least 2 games (2 players in the "
+                        "market1501 and folders layouts)")
     n_folds = min(n_folds, n_groups)
     folds = np.empty(len(df), dtype=int)
     for fold, (_, val) in enumerate(GroupKFold(n_splits=n_folds).split(df, groups=groups)):

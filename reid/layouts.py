@@ -12,7 +12,8 @@ way for each, so no later stage knows layouts:
   players is held out as the test split (GroupKFold over players). Player folders may have any
   name: players are numbered in name order and `players.csv` maps the numbers back.
 - `market1501`: `bounding_box_train/`, `query/`, `bounding_box_test/`, names
-  `{pid}_c{camera}s{sequence}_{frame}_{n}.jpg`. As the Market-1501 protocol has it, junk
+  `{pid}_c{camera}s{sequence}_{frame}_{n}.jpg` (.jpeg and .png read alike; other files, such
+  as the archive's Thumbs.db, are no images). As the Market-1501 protocol has it, junk
   images (pid -1) are left out, distractors (pid 0) stay in the test gallery as nobody's
   match, and the camera of each image is kept (column `camera`): evaluation then leaves out,
   for each query, the gallery images of its player taken by its camera.
@@ -28,11 +29,11 @@ import pandas as pd
 
 from reid.data import LABELLED_FOLDERS, TRAIN_COLUMNS, list_images
 from reid.errors import ReidError
-from reid.images import find_images
+from reid.images import SUFFIXES, find_images
 from reid.io import read_table
 
 MARKET_FOLDERS = [("bounding_box_train", "train"), ("query", "test"), ("bounding_box_test", "test")]
-_MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
+_MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 JUNK, DISTRACTOR = -1, 0
 LAYOUTS = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0], "folders": "train"}
 HELD_OUT = 5  # without test/, one player in this many is held out for testing
@@ -63,13 +64,15 @@ def scan_market1501(root: Path) -> tuple[pd.DataFrame, int]:
     """Rows of `train_df.csv` (without folds, with `camera`) for a Market-1501 layout, and the
     number of junk images left out. Training images are all gallery-role but the first of each
     player (folds over players then have queries); `game` holds the player, so GroupKFold keeps
-    a player in one fold."""
+    a player in one fold. A folder with nothing but junk is refused: no split can go without
+    players."""
     rows, junk = [], 0
     for folder, split in MARKET_FOLDERS:
         # Only images: the published archive also holds a Windows Thumbs.db in its folders.
-        names = [n for n in list_images(root / folder) if n.lower().endswith((".jpg", ".jpeg"))]
+        names = [n for n in list_images(root / folder) if n.lower().endswith(SUFFIXES)]
         if not names:
-            raise ReidError(f"no .jpg images in {root / folder}")
+            raise ReidError(f"no .jpg, .jpeg or .png images in {root / folder}")
+        kept = len(rows)
         for name in names:
             pid, camera, _ = parse_market_name(root / folder, name)
             if pid == JUNK or (split == "train" and pid == DISTRACTOR):
@@ -77,6 +80,10 @@ def scan_market1501(root: Path) -> tuple[pd.DataFrame, int]:
                 continue
             img_type = "q" if folder == "query" else "g"
             rows.append((name, folder, pid, pid, split, img_type, camera))
+        if len(rows) == kept:
+            left_out = "junk (pid -1) or distractors (pid 0)" if split == "train" else "junk (pid -1)"
+            raise ReidError(f"{root / folder}: all {len(names)} images are {left_out}, which the Market-1501 "
+                            "protocol leaves out: no player is left in it")
     df = pd.DataFrame(rows, columns=[*list(TRAIN_COLUMNS)[:-1], "camera"])
     train = df["split"] == "train"
     first = ~df[train].duplicated("player")
