@@ -204,7 +204,8 @@ def find_images(folder: Path, progress: bool = False) -> list[Path]:
                     images = [Path(e.path) for e in entries if e.name.lower().endswith(SUFFIXES)
                               and (e.is_file() or _broken_link(e))]
             except OSError as exc:
-                raise ReidError(f"{here}: cannot list this folder ({_reason(exc)})") from None
+                raise ReidError(f"{here}: cannot list this folder ({_reason(exc)}), so its images would be "
+                                "missed: make it readable, or look below or beside it") from None
             pending += folders
             found += [p.relative_to(folder) for p in images]
             bar.set_postfix_str(f"{len(found)} images", refresh=False)
