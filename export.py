@@ -14,12 +14,11 @@ fails naming the difference. Run the result with `reid.api.OnnxEmbedder`, withou
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from reid.api import OnnxEmbedder, open_embedder
+from reid.api import AnyEmbedder, OnnxEmbedder, open_embedder
 from reid.config import Positive, Range, format_config, run
 from reid.data import list_images
 from reid.errors import ReidError
@@ -27,6 +26,7 @@ from reid.images import ImageLike
 from reid.io import require_writable, write_json
 from reid.onnx_embedder import sidecar_path
 from reid.onnx_export import OPSETS, VERIFY_BATCHES, export_graph, max_differences, sidecar
+from reid.outputs import held, staging_folder
 from reid.synthetic.crops import sample_crops
 
 Opset = Annotated[int, Range(lo=OPSETS.start, hi=OPSETS.stop - 1)]
@@ -81,15 +81,10 @@ def keep(staged: Path, out: Path) -> None:
     sidecar_path(staged).replace(sidecar_path(out))
 
 
-def main(cfg: Config) -> None:
-    print(format_config(cfg))
-    check_out(cfg)
-    if str(cfg.checkpoint).endswith(".onnx"):
-        raise ReidError(f"--checkpoint={cfg.checkpoint} is already an ONNX file: give the run folder or .pt file")
-    images, described = verification_images(cfg.images)
-    embedder = open_embedder(cfg.checkpoint)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)  # require_writable has found it can be made
-    staging = Path(tempfile.mkdtemp(prefix=f".{cfg.out.stem}.", dir=cfg.out.parent))
+def export_verified(cfg: Config, embedder: AnyEmbedder, images: list[ImageLike], described: str) -> dict[int, float]:
+    """Export into a staging folder beside --out, verify, and only then move the files into place;
+    the largest difference at each verification batch size."""
+    staging = staging_folder(cfg.out)
     try:
         staged = staging / cfg.out.name
         export_graph(embedder, images[:2], staged, cfg.opset)
@@ -106,6 +101,17 @@ def main(cfg: Config) -> None:
         keep(staged, cfg.out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return diffs
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    check_out(cfg)
+    if str(cfg.checkpoint).endswith(".onnx"):
+        raise ReidError(f"--checkpoint={cfg.checkpoint} is already an ONNX file: give the run folder or .pt file")
+    images, described = verification_images(cfg.images)
+    with held(cfg.out, "out"):  # a second export to the same --out stops at once
+        diffs = export_verified(cfg, open_embedder(cfg.checkpoint), images, described)
     report = ", ".join(f"{diff:.1e} at batch {size}" for size, diff in diffs.items())
     print(f"verified on {described}: max |ONNX - PyTorch| {report} (tolerance {cfg.tolerance:.0e})")
     print(f"wrote {cfg.out} and {sidecar_path(cfg.out)}")

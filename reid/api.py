@@ -82,7 +82,7 @@ def open_embedder(entry: str | Path, device: str = "cpu", **options: Any) -> Any
     text = str(entry)
     if Path(text).suffix == ".onnx":
         check_entry(entry, options.get("flip", False))
-        return OnnxEmbedder(text, device="cuda" if str(device).startswith("cuda") else "cpu",
+        return OnnxEmbedder(text, device="cpu" if str(device) == "auto" else str(device),
                             workers=options.get("workers"))
     from reid.embedder import Embedder
 

@@ -119,6 +119,23 @@ def test_an_existing_export_is_replaced_only_when_asked(vit_export, tmp_path):
     assert json.loads((tmp_path / "model.json").read_text())["checkpoint_sha256"] == file_sha256(other)
 
 
+def test_staging_left_by_a_killed_export_is_cleared_and_a_second_export_waits_for_none(vit_export, tmp_path):
+    from reid.outputs import held
+
+    root, ckpt = vit_export
+    out = tmp_path / "deploy" / "model.onnx"
+    with held(out, "out"):
+        busy = export(ckpt, out)
+    assert busy.returncode == 1 and "being written by another run" in busy.stderr
+    assert not (tmp_path / "deploy").exists(), "the folder made for the lock goes with it"
+    (tmp_path / "deploy").mkdir()
+    for name in (".model.onnx.partial-killed1", ".model.onnx.partial-killed2"):
+        (tmp_path / "deploy" / name).mkdir()
+        (tmp_path / "deploy" / name / "model.onnx").write_bytes(b"\0" * 4096)
+    assert export(ckpt, out).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "deploy").iterdir()) == ["model.json", "model.onnx"]
+
+
 def test_a_failed_verification_leaves_no_onnx_behind(vit_export, tmp_path):
     root, ckpt = vit_export
     result = export(ckpt, tmp_path / "model.onnx", "--tolerance=1e-12")
