@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -223,11 +223,13 @@ def build_challenge_df(root: Path) -> pd.DataFrame | None:
     return df.sort_values(["img_type", "player"], ascending=[False, True]).reset_index(drop=True)
 
 
-def load_partition(path: Path, columns: dict[str, type] = TRAIN_COLUMNS) -> pd.DataFrame:
-    """Read a partition CSV written by preprocess_data.py, checking its columns and values."""
+def load_partition(path: Path, columns: dict[str, type] = TRAIN_COLUMNS,
+                   keys: Sequence[str | tuple[str, ...]] = (("folder", "img_id"),)) -> pd.DataFrame:
+    """Read a partition CSV written by preprocess_data.py, checking its columns, values and that
+    each image (and each of `keys`) is listed once."""
     if not Path(path).is_file():
         raise ReidError(f"missing {path}: run preprocess_data.py first")
-    df = read_table(path, columns, OPTIONAL_COLUMNS)
+    df = read_table(path, columns, OPTIONAL_COLUMNS, keys)
     if df.empty:
         raise ReidError(f"{path}: no rows; run preprocess_data.py again")
     bad = ~df["img_type"].isin(["q", "g"])
@@ -412,13 +414,6 @@ class SplitImages:
 GROUND_TRUTH = "reid_challenge/ground_truth.csv"
 
 
-def _require_unique(df: pd.DataFrame, column: str, path: Path, what: str) -> None:
-    """Refuse a CSV in which `column` repeats a value (an id must name one image)."""
-    dup = df[column].duplicated()
-    if dup.any():
-        raise ReidError(f"{path}: {what} {df.loc[dup, column].iloc[0]!r} appears more than once")
-
-
 def load_split(root: Path, split: str) -> SplitImages:
     """`test` (labelled; ids are positions, queries first) or `challenge` (anonymous ids, and
     labels only where a `ground_truth.csv` exists, as for synthetic data)."""
@@ -430,14 +425,11 @@ def load_split(root: Path, split: str) -> SplitImages:
         return SplitImages(split, df.assign(id=np.arange(len(df))).reset_index(drop=True), True)
     if split == "challenge":
         path = root / "challenge_df.csv"
-        df = load_partition(path, CHALLENGE_COLUMNS).rename(columns={"player": "id"})
-        _require_unique(df, "id", path, "player (the anonymous id)")
-        _require_unique(df, "img_id", path, "img_id")
+        df = load_partition(path, CHALLENGE_COLUMNS, keys=["img_id", "player"]).rename(columns={"player": "id"})
         truth = root / GROUND_TRUTH
         if not truth.is_file():
             return SplitImages(split, df.assign(player=-1), False)
-        labels = read_table(truth, {"img_id": str, "player": int})[["img_id", "player"]]
-        _require_unique(labels, "img_id", truth, "img_id")
+        labels = read_table(truth, {"img_id": str, "player": int}, keys=["img_id"])[["img_id", "player"]]
         df = df.merge(labels, on="img_id", how="left", validate="one_to_one")
         if df["player"].isna().any():
             missing = df.loc[df["player"].isna(), "img_id"]

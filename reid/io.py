@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -88,14 +88,14 @@ def write_json(obj: Any, path: Path | str) -> Path:
 
 
 def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, type] | None = None,
-               key: str | tuple[str, ...] | None = None) -> pd.DataFrame:
+               keys: Sequence[str | tuple[str, ...]] = ()) -> pd.DataFrame:
     """A CSV that must have `columns` ({name: int or str}), every cell of them filled, the int
     ones whole numbers within int64: the one reader of the project's CSV inputs, so every fault
     names the file, the column and the first bad row (rows counted as in a text editor, the
     header being 1). `optional` columns are held to the same rules where the file has them.
 
-    `key` (a column, or a tuple of columns taken together) must name each row once, as a
-    repeat would let one row silently override another; optional key columns the file lacks
+    Each of `keys` (a column, or a tuple of columns taken together) must name each row once, as
+    a repeat would let one row silently override another; optional key columns the file lacks
     are left out of it.
     """
     path = Path(path)
@@ -124,7 +124,14 @@ def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, t
             what = reason[row] if cells.iloc[row] == "" else f"is {cells.iloc[row]!r}, {reason[row]}"
             raise ReidError(f"{path}: column {name} {what} in row {row + 2}")
         df[name] = cells.astype(kind)
-    names = [c for c in ((key,) if isinstance(key, str) else key or ()) if c in df.columns or c not in optional]
+    for key in keys:
+        refuse_repeats(df, path, [c for c in ((key,) if isinstance(key, str) else key)
+                                  if c in df.columns or c not in optional])
+    return df
+
+
+def refuse_repeats(df: pd.DataFrame, path: Path, names: list[str]) -> None:
+    """A ReidError naming the value and both rows where the columns `names` repeat a row's values."""
     repeat = df.duplicated(names).to_numpy() if names else np.zeros(len(df), dtype=bool)
     if repeat.any():
         second = int(repeat.argmax())
@@ -134,7 +141,6 @@ def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, t
         label = names[0] if len(names) == 1 else f"({', '.join(names)})"
         raise ReidError(f"{path}: {shown} is in row {first + 2} and again in row {second + 2}; "
                         f"each {label} may be listed once")
-    return df
 
 
 def check_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> np.ndarray:
@@ -356,8 +362,14 @@ def read_labels(path: Path | str) -> dict[str, str]:
     An img_id written as a path (`reid_challenge/query/12.jpeg`) is keyed by its stem (`12`),
     the id the matrices use.
     """
-    df = read_table(path, {"img_id": str, "player": str})
-    return {Path(i).stem: p for i, p in zip(df["img_id"], df["player"], strict=True)}
+    df = read_table(path, {"img_id": str, "player": str}, keys=["img_id"])
+    stems = df["img_id"].map(lambda i: Path(i).stem)
+    if stems.duplicated().any():
+        again = int(stems.duplicated().to_numpy().argmax())
+        first = int((stems == stems.iloc[again]).to_numpy().argmax())
+        raise ReidError(f"{path}: rows {first + 2} and {again + 2} both give image id {stems.iloc[again]!r} "
+                        f"({df['img_id'].iloc[first]}, {df['img_id'].iloc[again]}); each image may be listed once")
+    return dict(zip(stems, df["player"], strict=True))
 
 
 def labels_for(path: Path | str, ids) -> np.ndarray:

@@ -126,7 +126,7 @@ def roles(df: pd.DataFrame) -> tuple[pd.Series, int]:
 def listed_sequences(path: Path, images: list[str]) -> list[str]:
     """The sequence of each image (a path below the data root) from a sequences.csv that must
     list every one of them."""
-    table = read_table(path, {"image": str, "sequence": int, "frame": int})
+    table = read_table(path, {"image": str, "sequence": int, "frame": int}, keys=["image"])
     sequence = dict(zip(table["image"], table["sequence"].astype(str), strict=True))
     missing = [i for i in images if i not in sequence]
     if missing:

@@ -408,9 +408,9 @@ def first_test_row_without_player(text):
     ("train_df.csv", first_test_row_without_player, "column player is empty in row"),
     ("train_df.csv", lambda t: t.replace(",q,", ",z,", 1), "img_type 'z'"),
     ("challenge_df.csv", lambda t: "", "not a readable CSV"),
-    ("challenge_df.csv", lambda t: t + t.splitlines()[1] + "\n", "appears more than once"),
+    ("challenge_df.csv", lambda t: t + t.splitlines()[1] + "\n", "each img_id may be listed once"),
     ("challenge_df.csv", lambda t: t.replace(",q\n", ",z\n", 1), "img_type 'z'"),
-    ("reid_challenge/ground_truth.csv", lambda t: t + t.splitlines()[1] + "\n", "appears more than once"),
+    ("reid_challenge/ground_truth.csv", lambda t: t + t.splitlines()[1] + "\n", "each img_id may be listed once"),
     ("reid_challenge/ground_truth.csv", lambda t: t.replace("img_id,player", "img_id,who"), "missing columns player"),
     ("reid_challenge/ground_truth.csv", lambda t: t.replace(",1\n", ",one\n", 1), "'one', not a whole number"),
 ])

@@ -27,26 +27,37 @@ def csv(tmp_path, text: str):
 def test_a_key_named_twice_is_refused_with_the_value_and_both_rows(tmp_path):
     path = csv(tmp_path, "image,sequence,frame\na.jpeg,1,1\nb.jpeg,1,2\n a.jpeg ,1,99\n")
     with pytest.raises(ReidError) as err:
-        read_table(path, GROUPS, key="image")
+        read_table(path, GROUPS, keys=["image"])
     assert str(err.value) == (f"{path}: image 'a.jpeg' is in row 2 and again in row 4; "
                               "each image may be listed once")
     assert len(read_table(path, GROUPS)) == 3, "without a key, repeats are the caller's business"
+
+
+@pytest.mark.parametrize("rows, words", [
+    ("12,3\n12,9\n", "img_id '12' is in row 2 and again in row 3"),
+    ("reid_challenge/query/12.jpeg,3\n12,9\n", "rows 2 and 3 both give image id '12'"),
+])
+def test_a_labels_file_gives_each_image_one_player(tmp_path, rows, words):
+    from reid.io import read_labels
+
+    with pytest.raises(ReidError, match=words):
+        read_labels(csv(tmp_path, "img_id,player\n" + rows))
 
 
 def test_a_tuple_key_is_unique_as_a_whole(tmp_path):
     path = csv(tmp_path, "image,sequence,frame\na,1,1\nb,1,2\nc,2,1\nd,01,1\n")
     with pytest.raises(ReidError, match=r"sequence 1, frame 1 is in row 2 and again in row 5; "
                                         r"each \(sequence, frame\) may be listed once"):
-        read_table(path, GROUPS, key=("sequence", "frame"))
-    assert list(read_table(path, GROUPS, key="image")["image"]) == ["a", "b", "c", "d"]
+        read_table(path, GROUPS, keys=[("sequence", "frame")])
+    assert list(read_table(path, GROUPS, keys=["image"])["image"]) == ["a", "b", "c", "d"]
 
 
 def test_an_optional_key_column_the_file_lacks_is_left_out(tmp_path):
     path = csv(tmp_path, "img_id,player\nx,16\nx,99\n")
     optional = {"image": str, "img_id": str}
     with pytest.raises(ReidError, match="img_id 'x' is in row 2 and again in row 3"):
-        read_table(path, {"player": int}, optional, key=("image", "img_id"))
-    assert len(read_table(path, {"player": int}, optional, key="image")) == 2
+        read_table(path, {"player": int}, optional, keys=[("image", "img_id")])
+    assert len(read_table(path, {"player": int}, optional, keys=["image"])) == 2
 
 
 @pytest.mark.parametrize("value", ["99999999999999999999999", "9223372036854775808", "-9223372036854775809",
@@ -60,7 +71,7 @@ def test_integers_beyond_int64_are_out_of_range_naming_the_row(tmp_path, value):
 
 def test_int64_itself_is_read_exactly(tmp_path):
     path = csv(tmp_path, "image,sequence,frame\na,9223372036854775807,-9223372036854775808\nb,-0,0007\n")
-    table = read_table(path, GROUPS, key="image")
+    table = read_table(path, GROUPS, keys=["image"])
     assert table["sequence"].tolist() == [9223372036854775807, 0]
     assert table["frame"].tolist() == [-9223372036854775808, 7]
 
