@@ -33,7 +33,7 @@ from reid.errors import ReidError
 from reid.io import labels_for, load_matrix, read_record
 from reid.metrics import evaluate
 from reid.rerank import KINDS
-from reid.runs import data_fingerprint, reuse_problem
+from reid.runs import data_fingerprint, foreign_files, reuse_problem
 
 
 @dataclass
@@ -89,6 +89,9 @@ def train_or_reuse(data_dir: Path, checkpoint_dir: Path, run_name: str, *args: s
         print(f"\n{run_dir} is already trained with this recipe on this data: reusing it")
         return False
     if run_dir.exists():
+        if foreign := foreign_files(run_dir):
+            raise ReidError(f"{run_dir} cannot be reused ({problem}) and holds {', '.join(foreign[:3])}, which "
+                            "no training wrote: move them away, or choose another --checkpoint_dir")
         print(f"\n{run_dir} cannot be reused: {problem}; training it again")
         shutil.rmtree(run_dir)
     step(train_our_post_resnet, *args)

@@ -22,7 +22,7 @@ from reid.api import AnyEmbedder, OnnxEmbedder, open_embedder
 from reid.config import Positive, Range, format_config, run
 from reid.data import list_images
 from reid.errors import ReidError
-from reid.images import ImageLike
+from reid.images import SUFFIXES, ImageLike
 from reid.io import require_writable, write_json
 from reid.onnx_embedder import sidecar_path
 from reid.onnx_export import OPSETS, VERIFY_BATCHES, export_graph, max_differences, sidecar
@@ -49,7 +49,7 @@ def verification_images(folder: Path | None) -> tuple[list[ImageLike], str]:
         return list(sample_crops(need)), f"{need} generated player crops"
     if folder.exists() and not folder.is_dir():
         raise ReidError(f"--images={folder} is a file, not a folder: give the folder of crops to verify on")
-    names = [n for n in list_images(folder) if n.lower().endswith((".jpg", ".jpeg", ".png"))]
+    names = [n for n in list_images(folder) if n.lower().endswith(SUFFIXES)]
     if len(names) < need:
         raise ReidError(f"--images={folder}: {len(names)} .jpg/.jpeg/.png images, the check needs {need}")
     return [folder / n for n in names[:need]], f"the first {need} images of {folder}"

@@ -22,6 +22,8 @@ COMPLETE = "complete.json"
 LAST = "last.pt"  # everything an exact resume needs, rewritten after every epoch
 CONFIG = "config.json"  # written when a run starts
 PARTITION = "train_df.csv"
+# Everything a training writes into its run folder (and the temporary names it writes them under).
+RUN_FILES = frozenset({CONFIG, LAST, "best.pt", "metrics.csv", "curves.png", COMPLETE})
 # Where files are, how fast or how verbosely to work: none of these changes the weights.
 NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num_workers", "device",
                         "eval_batch_size", "rerank_eval"})
@@ -131,6 +133,14 @@ def write_complete(run_dir: Path, config: dict[str, Any], data: str, best_map: f
     record = {"config": config, "data": data, "best_map": best_map,
               "schedule_epochs": config.get("epochs") if schedule is None else schedule}
     return write_json(record, Path(run_dir) / COMPLETE)
+
+
+def foreign_files(run_dir: Path) -> list[str]:
+    """What in `run_dir` no training wrote: a folder holding any of it is not ours to delete."""
+    if not Path(run_dir).is_dir():
+        return []
+    ours = RUN_FILES | {f"{name}.tmp" for name in RUN_FILES}
+    return sorted(p.name for p in Path(run_dir).iterdir() if p.name not in ours)
 
 
 def reuse_problem(run_dir: Path, config: dict[str, Any], data: str) -> str | None:

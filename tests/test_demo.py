@@ -18,6 +18,7 @@ import demo
 import train_our_post_resnet
 from bench.demo_spread import markdown
 from reid.config import run
+from reid.errors import ReidError
 from reid.rerank import KINDS
 
 SIZES = (32, 48)
@@ -109,6 +110,11 @@ def test_only_finished_runs_of_the_same_recipe_on_the_same_data_are_reused(
     image.write_bytes(image.read_bytes() + b"\0")
     out = second_demo()
     assert trained == ["lite0_32", "lite0_48"] and out.count("trained on other data") == 2
+    shutil.copytree(cfg.checkpoint_dir / "lite0_32", copy.checkpoint_dir / "lite0_32")
+    (copy.checkpoint_dir / "lite0_32" / "notes.txt").write_text("mine")
+    with pytest.raises(ReidError, match="holds notes.txt, which no training wrote"):
+        second_demo()
+    assert (copy.checkpoint_dir / "lite0_32" / "notes.txt").read_text() == "mine", "not deleted"
 
 
 def test_a_config_error_is_one_line_before_any_stage(tmp_path) -> None:
