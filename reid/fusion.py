@@ -12,8 +12,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from reid.errors import ReidError
-from reid.io import PROVENANCE, labels_for, load_aligned, read_record, require_writable, write_json, write_outputs
+from reid.io import PROVENANCE, labels_for, load_aligned, read_record, write_json, write_outputs
 from reid.metrics import evaluate
+from reid.outputs import claimed, folder_as_unit
 from reid.rerank import smallest
 
 
@@ -91,25 +92,30 @@ def dissim_fuse(mats: Sequence[np.ndarray], topk: int = 15, min_votes: int | Non
     return np.einsum("qm,mqg->qg", weights, stack).astype(np.float32)
 
 
+STAGE = "fusion"  # sim_fuse.py and dissim_fuse.py write the same files: either may replace the other's
+
+
 def fuse_files(inputs: Sequence[Path], fuse: Callable[[list[np.ndarray]], np.ndarray], out_dir: Path,
                labels: Path | None = None) -> list[str]:
     """Fuse aligned matrices from disk, write the result with its ids and CSV; report lines.
 
     The shared body of sim_fuse.py and dissim_fuse.py: only `fuse` differs between them.
     """
-    check_inputs(inputs, out_dir)
-    require_writable(out_dir, "out_dir")
-    images = same_images([*inputs, *([labels] if labels is not None else [])])
-    mats, query_ids, gallery_ids = load_aligned(inputs)
-    fused = fuse(mats)
-    lines = []
-    if labels is not None:  # before writing: a bad labels file must not leave an unscored output
-        s = evaluate(fused, labels_for(labels, query_ids), labels_for(labels, gallery_ids))
-        lines.append(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
-    written = write_outputs(out_dir, fused, query_ids, gallery_ids)
-    if images is not None:  # so that a fusion of this fusion is checked the same way
-        written.append(write_json(images | {"sources": [str(Path(p).resolve()) for p in inputs]},
-                                  Path(out_dir) / PROVENANCE))
+    check_inputs(inputs)
+    read = [("inputs", unit_of(p)) for p in inputs] + ([("labels", Path(labels))] if labels is not None else [])
+    with claimed([out_dir], "out_dir", STAGE, read):
+        images = same_images([*inputs, *([labels] if labels is not None else [])])
+        mats, query_ids, gallery_ids = load_aligned(inputs)
+        fused = fuse(mats)
+        lines = []
+        if labels is not None:  # before writing: a bad labels file must not leave an unscored output
+            s = evaluate(fused, labels_for(labels, query_ids), labels_for(labels, gallery_ids))
+            lines.append(f"mAP {s['mAP']:.4f}  rank-1 {s['rank1']:.4f}  rank-5 {s['rank5']:.4f}")
+        with folder_as_unit(out_dir, STAGE) as stage:
+            written = [Path(out_dir) / p.name for p in write_outputs(stage, fused, query_ids, gallery_ids)]
+            if images is not None:  # so that a fusion of this fusion is checked the same way
+                sources = [str(Path(p).resolve()) for p in inputs]
+                written.append(Path(out_dir) / write_json(images | {"sources": sources}, stage / PROVENANCE).name)
     return [f"wrote {path}" for path in written] + lines
 
 
@@ -133,15 +139,19 @@ def same_images(paths: Sequence[Path]) -> dict | None:
     return expected
 
 
-def check_inputs(inputs: Sequence[Path], out_dir: Path) -> None:
-    """No input twice (it would count double), and no output over an input's folder (a model's
-    own dist.npy and ids would be replaced by the fusion)."""
-    folders = {Path(p).resolve().parent: Path(p) for p in inputs}
+def unit_of(matrix: Path) -> Path:
+    """What reading `matrix` reads: a `.npy` with the id files and manifest beside it (its
+    folder), or an official CSV alone (a matrix that is not there: itself, named when read)."""
+    return Path(matrix).parent if Path(matrix).suffix == ".npy" and Path(matrix).is_file() else Path(matrix)
+
+
+def check_inputs(inputs: Sequence[Path]) -> None:
+    """Some inputs, each given once (twice would count double). The output folder is
+    kept apart from them by reid.outputs, which `fuse_files` holds it with."""
+    if not inputs:
+        raise ReidError("no input matrices given")
     seen: set[Path] = set()
     for path in inputs:
         if Path(path).resolve() in seen:
             raise ReidError(f"{path} is given twice in --inputs")
         seen.add(Path(path).resolve())
-    if Path(out_dir).resolve() in folders:
-        raise ReidError(f"--out_dir={out_dir} is the folder of the input {folders[Path(out_dir).resolve()]}: "
-                        "its files would be overwritten; choose another folder")

@@ -1,7 +1,7 @@
 """Output folders a stage writes whole: checked before any work, held while written, swapped in at the end.
 
 The rule: this project never deletes or replaces what it did not write. A folder that a stage
-replaces as a unit (identify.py's `--out_dir`, each of predict.py's `<run>/<split>/`) must be new,
+replaces as a unit (identify.py's and the fusions' `--out_dir`, each of predict.py's `<run>/<split>/`) must be new,
 empty, or an earlier output of the same stage, known by the `manifest.json` that the stage
 writes into it last; and it may not be, hold or lie inside any of the stage's inputs. Both are
 checked before any work, so a refusal costs nothing.
@@ -53,15 +53,19 @@ def real_folder(folder: Path | str, option: str) -> Path:
 
 def refuse_overlap(folder: Path | str, option: str, inputs: Iterable[tuple[str, Path]]) -> None:
     """Refuse an output folder that is, holds or lies inside one of `inputs` ((option, path)
-    pairs): its writes would change what the stage reads, or the next run would read them back."""
+    pairs): its writes would change what the stage reads, or the next run would read them back.
+    An input that is not there is left to the stage to name when it reads it."""
     real = Path(os.path.realpath(folder))
     for name, path in inputs:
+        if not Path(path).exists():
+            continue
         inp = Path(os.path.realpath(path))
         how = ("is" if real == inp else "holds" if real in inp.parents else
                "lies inside" if inp in real.parents else None)
         if how:
-            raise ReidError(f"--{option}={folder} {how} the input --{name}={path}: choose an output folder "
-                            "apart from the inputs")
+            harm = "would take in the outputs" if how == "lies inside" else "would be overwritten"
+            raise ReidError(f"--{option}={folder} {how} the input --{name}={path}, which {harm}: choose an "
+                            "output folder apart from the inputs")
 
 
 def foreign_entries(folder: Path, stage: str) -> tuple[list[str], str]:
@@ -91,7 +95,7 @@ def check_output_folder(folder: Path | str, option: str, stage: str,
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise ReidError(f"--{option}={folder}: holds {shown}, which {stage} did not write ({why}); this "
                             f"project never replaces what it did not write: give a new or empty folder")
-    require_writable(real, option)
+    require_writable(folder, option)
     return real
 
 

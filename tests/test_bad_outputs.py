@@ -286,3 +286,25 @@ def test_every_gallery_image_in_its_querys_camera_is_refused_before_any_work(set
     assert result.returncode == 1 and "taken by another camera" in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
     assert os.listdir(tmp_path) == ["data"]
+
+
+def test_a_fusion_never_replaces_a_folder_it_did_not_write(tmp_path):
+    from reid.io import save_matrix
+
+    rng = np.random.default_rng(0)
+    inputs = [save_matrix(tmp_path / name / "dist.npy", rng.random((3, 5)).astype(np.float32), range(3), range(5))
+              for name in ("a", "b")]
+    listed = f"--inputs={inputs[0]},{inputs[1]}"
+    documents = user_folder(tmp_path / "documents")
+    before = checksum(tmp_path)
+    for script in ("sim_fuse.py", "dissim_fuse.py"):
+        for out, words in ((documents, "thesis.docx"), (tmp_path, "holds the input --inputs"),
+                           (inputs[0].parent / "fused", "lies inside the input --inputs")):
+            result = call(script, listed, f"--out_dir={out}")
+            assert result.returncode == 1 and words in result.stderr, (script, out, result.stderr)
+    assert checksum(tmp_path) == before
+    fused = tmp_path / "fused"
+    assert call("sim_fuse.py", listed, f"--out_dir={fused}").returncode == 0
+    assert call("dissim_fuse.py", listed, f"--out_dir={fused}").returncode == 0, "one fusion replaces the other"
+    assert sorted(p.name for p in fused.iterdir()) == sorted(
+        ["dist.npy", "dist.csv", "query_ids.txt", "gallery_ids.txt", "matrices.json", MANIFEST])
