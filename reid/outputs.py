@@ -43,9 +43,10 @@ def real_folder(folder: Path | str, option: str) -> Path:
         raise ReidError(f"--{option}={folder}: a link to {os.readlink(folder)}, which does not exist")
     real = Path(os.path.realpath(folder))
     cwd = Path.cwd().resolve()
-    if real == real.parent or real == Path.home().resolve() or real == cwd or real in cwd.parents:
-        where = "the root folder" if real == real.parent else "the home folder" if real == Path.home().resolve() \
-            else "the current folder" if real == cwd else "a folder above the current one"
+    where = ("the root folder" if real == real.parent else "the home folder" if real == Path.home().resolve()
+             else "the current folder" if real == cwd else "a folder above the current one" if real in cwd.parents
+             else None)
+    if where:
         raise ReidError(f"--{option}={folder}: is {where}; an output folder is replaced whole, so give a folder "
                         "of its own, e.g. outputs/identify")
     return real
@@ -74,7 +75,7 @@ def foreign_entries(folder: Path, stage: str) -> tuple[list[str], str]:
     if not names:
         return [], ""
     record = read_record(folder / MANIFEST)
-    if not isinstance(record, dict) or "files" not in record:
+    if not isinstance(record, dict) or not isinstance(record.get("files"), list):
         return names, f"it has no {MANIFEST}, so nothing in it was written by this project"
     if record.get("stage") != stage:
         return names, f"it holds the output of {record.get('stage')!r}, not of {stage}"
@@ -124,17 +125,8 @@ def exclusive(path: Path, busy: str) -> Iterator[None]:
         yield
     finally:
         if made:
-            with _ignore_missing():
-                path.unlink()
+            path.unlink(missing_ok=True)
         os.close(fd)
-
-
-@contextmanager
-def _ignore_missing() -> Iterator[None]:
-    try:
-        yield
-    except FileNotFoundError:
-        pass
 
 
 def _clear_leftovers(real: Path) -> None:
