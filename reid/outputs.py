@@ -87,7 +87,7 @@ def check_output_folder(folder: Path | str, option: str, stage: str,
                         inputs: Iterable[tuple[str, Path]] = ()) -> Path:
     """Before any work: the real folder `stage` may replace whole at `folder`, or a ReidError."""
     real = real_folder(folder, option)
-    refuse_overlap(real, option, inputs)
+    refuse_overlap(folder, option, inputs)
     if real.exists() and not real.is_dir():
         raise ReidError(f"--{option}={folder}: is a file, not a folder")
     if real.is_dir():

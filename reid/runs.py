@@ -22,7 +22,7 @@ COMPLETE = "complete.json"
 LAST = "last.pt"  # everything an exact resume needs, rewritten after every epoch
 CONFIG = "config.json"  # written when a run starts
 PARTITION = "train_df.csv"
-# Everything a training writes into its run folder (and the temporary names it writes them under).
+# Everything a training writes into its run folder (each also under a temporary name + ".tmp" while written).
 RUN_FILES = frozenset({CONFIG, LAST, "best.pt", "metrics.csv", "curves.png", COMPLETE})
 # Where files are, how fast or how verbosely to work: none of these changes the weights.
 NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num_workers", "device",
