@@ -62,7 +62,7 @@ from reid.fusion import fuse_features
 from reid.images import find_images, listed, scaled_sizes, unreadable
 from reid.io import PROVENANCE, read_table, write_csv, write_json
 from reid.metrics import clustering_scores
-from reid.outputs import check_output_folder, claimed, folder_as_unit
+from reid.outputs import claimed, folder_as_unit
 from reid.runs import images_fingerprint
 from reid.visualize import identity_sheet
 
@@ -228,19 +228,14 @@ def inputs_of(cfg: Config) -> list[tuple[str, Path]]:
     return [(o, p) for o, p in named if p is not None] + [("checkpoints", p) for p in input_paths(cfg.checkpoints)]
 
 
-def check_request(cfg: Config) -> None:
-    """What can be known wrong before any work: the entries and the output folder."""
+def group(cfg: Config, ctx: RankContext) -> None:
+    """Check the request, hold the output folder, then do the work."""
+    ctx.say(format_config(cfg))
     if not cfg.checkpoints:
         raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
     for entry in cfg.checkpoints:
         check_entry(entry, cfg.flip_tta)
-    check_output_folder(cfg.out_dir, "out_dir", STAGE, inputs_of(cfg))
-
-
-def group(cfg: Config, ctx: RankContext) -> None:
-    ctx.say(format_config(cfg))
-    check_request(cfg)
-    with claimed([cfg.out_dir], "out_dir", STAGE, inputs_of(cfg)) if ctx.main else contextlib.nullcontext():
+    with claimed([cfg.out_dir], "out_dir", STAGE, inputs_of(cfg), hold=ctx.main):
         write_identities(cfg, ctx)
 
 

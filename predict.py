@@ -17,7 +17,6 @@ folder is replaced whole, so it must be new, empty or an earlier predict output 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -151,7 +150,7 @@ def predict(cfg: Config, ctx: RankContext) -> None:
     refuse_overlap(cfg.out_dir, "out_dir", inputs)
     require_writable(cfg.out_dir, "out_dir")
     splits = load_splits(cfg, ctx)
-    with claimed(output_folders(cfg, splits), "out_dir", STAGE, inputs) if ctx.main else contextlib.nullcontext():
+    with claimed(output_folders(cfg, splits), "out_dir", STAGE, inputs, hold=ctx.main):
         predict_splits(cfg, ctx, splits)
 
 

@@ -181,14 +181,15 @@ def staging_folder(target: Path) -> Path:
 
 
 @contextmanager
-def claimed(folders: Sequence[Path], option: str, stage: str,
-            inputs: Iterable[tuple[str, Path]] = ()) -> Iterator[None]:
-    """Check every output folder (check_output_folder), then hold each for the block (`held`)."""
+def claimed(folders: Sequence[Path], option: str, stage: str, inputs: Iterable[tuple[str, Path]] = (),
+            hold: bool = True) -> Iterator[None]:
+    """Check every output folder (check_output_folder), then hold each for the block (`held`).
+    Under torchrun every process checks, so all stop together, and only the writing one holds."""
     inputs = list(inputs)
     for folder in folders:
         check_output_folder(folder, option, stage, inputs)
     with ExitStack() as stack:
-        for folder in folders:
+        for folder in folders if hold else ():
             stack.enter_context(held(folder, option))
         yield
 
