@@ -28,18 +28,21 @@ import predict
 import preprocess_data
 import sim_fuse
 import train_our_post_resnet
-from reid.config import Count, NonNegative, Positive, PositiveInt, format_config, parse_args, run, to_dict
+from reid.config import format_config, parse_args, run, to_dict
 from reid.errors import ReidError
-from reid.io import labels_for, load_matrix, read_record
+from reid.files import read_json
+from reid.io import labels_for, load_matrix
 from reid.metrics import evaluate
 from reid.rerank import KINDS
+from reid.rules import Checked, Count, NonNegative, Positive, PositiveInt
 from reid.runs import data_fingerprint, foreign_files, reuse_problem
+from reid.synthetic import Size
 
 
 @dataclass
-class Config:
+class Config(Checked):
     data_dir: Path = Path("data/synthetic")  # the synthetic dataset is made in <data_dir>/data_reid/
-    synthetic_size: str = "small"  # tiny (tests), small (minutes a model on CPU) or full (the 2023 counts)
+    synthetic_size: Size = "small"  # tiny (tests), small (minutes a model on CPU) or full (the 2023 counts)
     checkpoint_dir: Path = Path("checkpoints/demo")  # one run folder per model, lite0_<img_size>
     out_dir: Path = Path("outputs/demo")  # matrices, fusions, ranked.png and results.csv
     img_sizes: tuple[PositiveInt, ...] = (96, 128)  # one model per input side: the recipe fuses several models
@@ -158,7 +161,7 @@ def recipe(cfg: Config) -> dict:
 def compare(table: pd.DataFrame, cfg: Config, reference: Path = REFERENCE) -> list[str]:
     """Lines that set this demo's figures beside README's (mean ± half the spread over seeds),
     with the difference; a figure outside the documented [min, max] is flagged."""
-    ref = read_record(reference)
+    ref = read_json(reference, {})
     if not ref:
         return [f"no reference figures at {reference}: python -m bench.demo_spread makes them"]
     if ref["recipe"] != recipe(cfg):

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -16,17 +15,18 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from reid import synthetic
-from reid.config import Count, NonNegative, Positive, format_config, run
+from reid.config import format_config, run
 from reid.errors import ReidError
 from reid.fetch import copy_member, download, find_member, local_source, md5sum, safe_extract
-from reid.io import require_writable
+from reid.files import read_json, require_writable, write_json
 from reid.outputs import held, staging_folder
+from reid.rules import Checked, Count, NonNegative, Positive
 
 MARKER = ".download.json"
 
 
 @dataclass
-class Config:
+class Config(Checked):
     url: str = (  # the challenge repository (branch master) as a zip; also a local path or file:// URL
         "https://github.com/DeepSportradar/player-reidentification-challenge/archive/refs/heads/master.zip")
     inner_zip: str = "baseline/data/synergyreid/raw/synergyreid_data.zip"  # the dataset inside it, under its top folder
@@ -34,7 +34,7 @@ class Config:
     zip: str = ""  # a synergyreid_data.zip you already have: no download
     data_dir: Path = Path("data")  # the dataset lands in <data_dir>/data_reid/
     synthetic: bool = False  # make the procedural synthetic dataset instead of downloading
-    synthetic_size: str = "small"  # small (about a tenth of the 2023 counts) or full
+    synthetic_size: synthetic.Size = "small"  # tiny (tests), small (about a tenth of the 2023 counts) or full
     seed: Count = 0  # seed of the synthetic dataset
     layout: Literal["official", "folders", "market1501"] = "official"  # layout of the synthetic data on disk
     retries: Count = 5  # retries after a dropped connection, a timeout or a 5xx answer
@@ -43,11 +43,12 @@ class Config:
     keep_archive: bool = False  # keep the downloaded repository zip in <data_dir>/downloads/
 
 
-def read_json(path: Path) -> dict:
-    """A marker file's record, or {} when there is none (the dataset was made otherwise)."""
+def marker(path: Path) -> dict:
+    """A marker file's record, or {} when there is none or it cannot be read (the dataset was made
+    otherwise, so it is not ours to reuse)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_json(path, {})
+    except ReidError:
         return {}
 
 
@@ -104,7 +105,7 @@ def main(cfg: Config) -> None:
 def fetch_official(cfg: Config, target: Path) -> None:
     """The official archive, md5-checked, unpacked beside `target` and renamed into place."""
     if target.exists():
-        if cfg.md5 and read_json(target / MARKER).get("md5") == cfg.md5:
+        if cfg.md5 and marker(target / MARKER).get("md5") == cfg.md5:
             print(f"{target} is already downloaded and verified (md5 {cfg.md5}): nothing to do")
             return
         raise ReidError(f"{target} exists but is not the verified dataset (md5 {cfg.md5 or 'any'}): "
@@ -121,7 +122,7 @@ def fetch_official(cfg: Config, target: Path) -> None:
     try:
         safe_extract(dataset_zip, partial)
         root = dataset_root(partial)
-        (root / MARKER).write_text(json.dumps({"md5": digest, "source": cfg.zip or cfg.url}) + "\n")
+        write_json({"md5": digest, "source": cfg.zip or cfg.url}, root / MARKER)
         root.rename(target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -133,7 +134,7 @@ def fetch_official(cfg: Config, target: Path) -> None:
 def make_synthetic(cfg: Config, target: Path) -> None:
     """The procedural stand-in dataset, labelled as synthetic (reid/synthetic.py)."""
     if target.exists():
-        made = read_json(target / synthetic.MARKER)
+        made = marker(target / synthetic.MARKER)
         wanted = (cfg.synthetic_size, cfg.seed, cfg.layout)
         if (made.get("size"), made.get("seed"), made.get("layout", "official")) == wanted:
             print(f"{target} already holds synthetic data (size {cfg.synthetic_size}, seed {cfg.seed}, layout "

@@ -1,8 +1,10 @@
 """The config convention: a dataclass at the top of each script, `--field=value` overrides.
 
-A script declares `@dataclass class Config` and ends with `run(main, Config)`. Values on the
-command line are typed by the dataclass annotations; an unknown field is an error that lists
-the valid ones; `--help` prints every field with its default and the comment beside it.
+A script declares `@dataclass class Config(Checked)` and ends with `run(main, Config)`. Values
+on the command line are typed by the dataclass annotations; an unknown field is an error that
+lists the valid ones; `--help` prints every field with its default and the comment beside it.
+What a field allows is declared in its annotation (reid/rules.py) and checked when the Config
+is built, so a value refused here is refused in the same words from Python.
 """
 
 from __future__ import annotations
@@ -14,57 +16,17 @@ import re
 import sys
 import types
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Sequence, TypeVar
 
 from reid.errors import ReidError
-from reid.io import write_json
+from reid.files import write_json
+from reid.rules import Rule, describe, rules_of
 
 C = TypeVar("C")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a number field allows, declared beside its default through the aliases below
-    (`batch_size: PositiveInt = 32`); NaN and inf are never allowed."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def check(self, name: str, text: str, value: float) -> None:
-        too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
-        too_high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
-        if too_low or too_high:
-            raise ReidError(f"--{name}={text}: expected {self}")
-
-    def __str__(self) -> str:
-        low = f"{'above' if self.lo_open else 'at least'} {self.lo:g}" if self.lo is not None else ""
-        high = f"{'below' if self.hi_open else 'at most'} {self.hi:g}" if self.hi is not None else ""
-        return " and ".join(p for p in (low, high) if p) or "a finite number"
-
-
-@dataclass(frozen=True)
-class FolderName:
-    """A single folder name: not empty, no path separator, not `.` or `..` (it names a folder
-    inside another, and must stay there)."""
-
-    def check(self, name: str, text: str, value: str) -> None:
-        if not value or value in (".", "..") or "/" in value or "\\" in value:
-            raise ReidError(f"--{name}={text}: expected a plain folder name (no '/', not empty, not . or ..)")
-
-
-PositiveInt = Annotated[int, Range(lo=1)]
-Count = Annotated[int, Range(lo=0)]  # zero allowed
-Positive = Annotated[float, Range(lo=0, lo_open=True)]
-NonNegative = Annotated[float, Range(lo=0)]
-Probability = Annotated[float, Range(lo=0, hi=1)]
-Folder = Annotated[str, FolderName()]
 
 
 def _parse_value(text: str, kind: Any, name: str) -> Any:
@@ -74,7 +36,8 @@ def _parse_value(text: str, kind: Any, name: str) -> Any:
     if origin is Annotated:
         value = _parse_value(text, args[0], name)
         for rule in kind.__metadata__:
-            rule.check(name, text, value)
+            if isinstance(rule, Rule) and (problem := rule.problem(value)):
+                raise ReidError(f"--{name}={text}: {problem}")
         return value
     if origin in (typing.Union, types.UnionType):
         if text.lower() in {"none", "null", ""} and type(None) in args:
@@ -87,7 +50,7 @@ def _parse_value(text: str, kind: Any, name: str) -> Any:
                 return _parse_value(text, candidate, name)
             except ReidError:
                 continue
-        raise ReidError(f"--{name}={text}: not a valid {kind}")
+        raise ReidError(f"--{name}={text}: expected {describe(kind)}")
     if origin in (tuple, list):
         item = args[0] if args else str
         items = [t for t in (s.strip() for s in text.split(",")) if t]
@@ -138,7 +101,7 @@ def usage(cls: type) -> str:
     lines = [f"options (--field=value), from {cls.__module__}.{cls.__qualname__}:"]
     for name, default in defaults.items():
         typed = ",".join(map(str, default)) if isinstance(default, list) else default
-        rules = [str(r) for r in getattr(hints[name], "__metadata__", ()) if isinstance(r, Range)]
+        rules = list(dict.fromkeys(map(str, rules_of(hints[name]))))
         allowed = f" [{'; '.join(rules)}]" if rules else ""
         lines.append(f"  {f'--{name}={typed}':<40} {comments.get(name, '')}{allowed}".rstrip())
     return "\n".join(lines)

@@ -12,54 +12,55 @@ from typing import Callable, Sequence
 import numpy as np
 
 from reid.errors import ReidError
-from reid.io import PROVENANCE, labels_for, load_aligned, read_record, write_json, write_outputs
+from reid.files import read_json, write_json
+from reid.io import PROVENANCE, labels_for, load_aligned, write_outputs
 from reid.metrics import evaluate
 from reid.outputs import claimed, folder_as_unit
 from reid.rerank import smallest
+from reid.rules import NonNegative, PositiveInt, checked, finite_matrix
 
 
 def _stack(mats: Sequence[np.ndarray]) -> np.ndarray:
     """(models, nq, ng) float32 from matrices that must agree in shape and be finite."""
     if len(mats) == 0:
         raise ReidError("nothing to fuse: no distance matrices given")
-    shapes = {np.shape(m) for m in mats}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        raise ReidError(f"distance matrices differ in shape or are not 2-D: {sorted(shapes)}")
-    stack = np.stack([np.asarray(m, dtype=np.float32) for m in mats])
-    if not np.isfinite(stack).all():
-        raise ReidError("a distance matrix contains NaN or inf")
-    return stack
+    first = finite_matrix(mats[0], "matrix 1")
+    return np.stack([first, *(finite_matrix(m, f"matrix {i}", first.shape, sizes="matrix 1")
+                              for i, m in enumerate(mats[1:], start=2))])
 
 
-def mean_fuse(mats: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+def _shares(weights: Sequence[float] | None, n: int, what: str) -> np.ndarray:
+    """Weights as shares summing to one: one per model, not all zero (None: equal shares)."""
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or w.sum() <= 0:
+        raise ReidError(f"weights={','.join(map(str, w.tolist()))}: expected one per {what} ({n}), not all zero")
+    return w / w.sum()
+
+
+@checked
+def mean_fuse(mats: Sequence[np.ndarray], weights: Sequence[NonNegative] | None = None) -> np.ndarray:
     """The (weighted) element-wise mean, float32."""
     stack = _stack(mats)
-    w = np.ones(len(stack)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(stack),) or (w < 0).any() or w.sum() <= 0:
-        raise ReidError(f"need one non-negative weight per matrix with a positive sum, got {w.tolist()} for "
-                        f"{len(stack)} matrices")
-    return np.tensordot(w / w.sum(), stack, axes=1).astype(np.float32)
+    return np.tensordot(_shares(weights, len(stack), "matrix"), stack, axes=1).astype(np.float32)
 
 
-def fuse_features(features: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+@checked
+def fuse_features(features: Sequence[np.ndarray], weights: Sequence[NonNegative] | None = None) -> np.ndarray:
     """Several models' features of the same images as one feature set whose squared Euclidean
     distances are the (weighted) mean of theirs: `mean_fuse` of the models' plain matrices,
     without forming any matrix, so that all-pairs work (re-ranking, clustering) stays bounded
     by the neighbourhoods. Model m's features are scaled by sqrt(w_m / sum w) and concatenated."""
     if len(features) == 0:
         raise ReidError("nothing to fuse: no features given")
-    rows = {len(f) for f in features}
-    if len(rows) != 1:
-        raise ReidError(f"the models' features cover different numbers of images: {sorted(rows)}")
-    w = np.ones(len(features)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(features),) or (w < 0).any() or w.sum() <= 0:
-        raise ReidError(f"need one non-negative weight per model with a positive sum, got {w.tolist()}")
-    scale = np.sqrt(w / w.sum())
-    return np.concatenate([np.asarray(f, dtype=np.float32) * s for f, s in zip(features, scale, strict=True)],
-                          axis=1).astype(np.float32)
+    first = finite_matrix(features[0], "features of model 1")
+    rest = [finite_matrix(f, f"features of model {i}", (len(first), None), sizes="the images of model 1")
+            for i, f in enumerate(features[1:], start=2)]
+    scale = np.sqrt(_shares(weights, len(features), "model"))
+    return np.concatenate([f * s for f, s in zip([first, *rest], scale, strict=True)], axis=1).astype(np.float32)
 
 
-def consensus_weights(stack: np.ndarray, topk: int = 15, min_votes: int | None = None) -> np.ndarray:
+@checked
+def consensus_weights(stack: np.ndarray, topk: PositiveInt = 15, min_votes: PositiveInt | None = None) -> np.ndarray:
     """Per-row model weights (nq, models) of dissimilarity fusion, steps 1-5 of §4.
 
     A model's share of the consensus set is inverted: the model that agrees *more* with the
@@ -80,10 +81,9 @@ def consensus_weights(stack: np.ndarray, topk: int = 15, min_votes: int | None =
     return inverse / inverse.sum(axis=1, keepdims=True)
 
 
-def dissim_fuse(mats: Sequence[np.ndarray], topk: int = 15, min_votes: int | None = None) -> np.ndarray:
+@checked
+def dissim_fuse(mats: Sequence[np.ndarray], topk: PositiveInt = 15, min_votes: PositiveInt | None = None) -> np.ndarray:
     """Consensus-weighted fusion: each row mixes the models with its own weights, float32."""
-    if topk < 1 or (min_votes is not None and min_votes < 1):
-        raise ReidError(f"topk and min_votes must be at least 1, got topk={topk}, min_votes={min_votes}")
     if min_votes is not None and min_votes > len(mats):
         raise ReidError(f"min_votes={min_votes} but only {len(mats)} models vote: no image could reach the "
                         f"consensus (use at most {len(mats)})")
@@ -126,7 +126,7 @@ def same_images(paths: Sequence[Path]) -> dict | None:
     inputs, or labels of other images, are refused rather than silently scored."""
     seen: dict[Path, dict] = {}
     for path in paths:
-        record = read_record(Path(path).parent / PROVENANCE)
+        record = read_json(Path(path).parent / PROVENANCE, {})
         if record:
             seen[Path(path)] = {"split": record.get("split"), "images": record.get("images")}
     if not seen:

@@ -15,17 +15,9 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from reid.errors import ReidError
+from reid.rules import finite_matrix
 
 _CHUNK_ELEMENTS = 1 << 22  # distance entries per chunk of query rows: bounds the working memory
-
-
-def _check(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray) -> None:
-    """Shapes must agree and distances be finite: a silent broadcast would score nonsense."""
-    if distmat.ndim != 2 or distmat.shape != (len(query_ids), len(gallery_ids)):
-        raise ReidError(f"distance matrix of shape {distmat.shape} does not match "
-                        f"{len(query_ids)} query and {len(gallery_ids)} gallery ids")
-    if not np.isfinite(distmat).all():
-        raise ReidError("distance matrix contains NaN or inf")
 
 
 def _ordinals(dist: np.ndarray) -> np.ndarray:
@@ -98,10 +90,11 @@ def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray
     left out of its ranking (the Market-1501 protocol), and `excluded` counts those pairs;
     without, every gallery image counts.
     """
-    distmat = np.asarray(distmat)
     query_ids = np.asarray(query_ids)
     gallery_ids = np.asarray(gallery_ids)
-    _check(distmat, query_ids, gallery_ids)
+    # Shapes must agree: a silent broadcast would score nonsense.
+    distmat = finite_matrix(distmat, "distance matrix", (len(query_ids), len(gallery_ids)), dtype=None,
+                            sizes="query and gallery ids")
     nq, ng = distmat.shape
     rows = max(1, _CHUNK_ELEMENTS // max(ng, 1))
     aps, firsts, excluded = [], [], 0

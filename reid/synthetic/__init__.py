@@ -33,7 +33,7 @@ Modules, each importing only those above it: `palette` (colours, letters, fonts)
 
 from reid.data import GROUND_TRUTH
 from reid.synthetic.dataset import CONTACT_SHEET, MARKER, generate, ground_truth_rows
-from reid.synthetic.planning import FRAMES, SIZES, SPLITS, Person, Plan, Sequence, plan
+from reid.synthetic.planning import FRAMES, SIZES, SPLITS, Person, Plan, Sequence, Size, plan
 
-__all__ = ["CONTACT_SHEET", "FRAMES", "GROUND_TRUTH", "MARKER", "SIZES", "SPLITS", "Person", "Plan", "Sequence",
+__all__ = ["CONTACT_SHEET", "FRAMES", "GROUND_TRUTH", "MARKER", "SIZES", "SPLITS", "Person", "Plan", "Sequence", "Size",
            "generate", "ground_truth_rows", "plan"]

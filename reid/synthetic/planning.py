@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from reid.errors import ReidError
+from reid.rules import Count, checked
 
 FRAMES = 20
 SPLITS = ("train", "test", "challenge")
@@ -19,7 +21,8 @@ SEQUENCE_PEOPLE = (8, 12)
 
 # (players, images) per split. `full` is the 2023 edition; `small` is about a tenth, with
 # three test sequences so that the test gallery still mixes sequences; `tiny` is for tests.
-SIZES: dict[str, dict[str, tuple[int, int]]] = {
+Size = Literal["tiny", "small", "full"]
+SIZES: dict[Size, dict[str, tuple[int, int]]] = {
     "tiny": {"train": (16, 240), "test": (8, 120), "challenge": (8, 120)},
     "small": {"train": (44, 860), "test": (30, 576), "challenge": (62, 1012)},
     "full": {"train": (436, 8569), "test": (50, 960), "challenge": (618, 10123)},
@@ -96,10 +99,9 @@ def _labelled_path(split: str, player: int, sequence: int, frame: int, widths: t
     return f"reid_test/{'query' if frame == 0 else 'gallery'}/{name}"
 
 
-def plan(size: str = "small", seed: int = 0) -> Plan:
+@checked
+def plan(size: Size = "small", seed: Count = 0) -> Plan:
     """Every sequence, person and file name of a dataset, without rendering anything."""
-    if size not in SIZES:
-        raise ReidError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     layout = []  # (split, sizes, kept frames)
     for split_no, split in enumerate(SPLITS):
         players, images = SIZES[size][split]
