@@ -18,22 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from reid.api import AnyEmbedder, OnnxEmbedder, open_embedder
-from reid.config import Positive, Range, format_config, run
+from reid.api import OnnxEmbedder, open_embedder
+from reid.config import format_config, run
 from reid.data import list_images
+from reid.embedder import Embedder
 from reid.errors import ReidError
+from reid.files import move_into_place, require_writable, write_json
 from reid.images import SUFFIXES, ImageLike
-from reid.io import require_writable, write_json
 from reid.onnx_embedder import sidecar_path
 from reid.onnx_export import OPSETS, VERIFY_BATCHES, export_graph, max_differences, sidecar
 from reid.outputs import held, staging_folder
+from reid.rules import Checked, Positive, Range
 from reid.synthetic.crops import sample_crops
 
 Opset = Annotated[int, Range(lo=OPSETS.start, hi=OPSETS.stop - 1)]
 
 
 @dataclass
-class Config:
+class Config(Checked):
     checkpoint: Path = Path("checkpoints/eva02_l448")  # run folder (best.pt), .pt file, or pretrained:<model>[@size]
     out: Path = Path("model.onnx")  # the graph; the sidecar goes beside it as <name>.json
     images: Path | None = None  # a folder of crops to verify on (the first 13 by name); none: generated crops
@@ -75,13 +77,13 @@ def keep(staged: Path, out: Path) -> None:
     moved = [staged.with_name(staged.name + ".data"), staged]
     for src, dst in zip(moved, [data, out], strict=True):
         if src.exists():
-            src.replace(dst)
+            move_into_place(src, dst)
         elif dst.exists():
             dst.unlink()
-    sidecar_path(staged).replace(sidecar_path(out))
+    move_into_place(sidecar_path(staged), sidecar_path(out))
 
 
-def export_verified(cfg: Config, embedder: AnyEmbedder, images: list[ImageLike], described: str) -> dict[int, float]:
+def export_verified(cfg: Config, embedder: Embedder, images: list[ImageLike], described: str) -> dict[int, float]:
     """Export into a staging folder beside --out, verify, and only then move the files into place;
     the largest difference at each verification batch size."""
     staging = staging_folder(cfg.out)

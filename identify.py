@@ -51,18 +51,19 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 
-from reid.api import AnyEmbedder, check_entry, entry_name, input_paths, open_embedder
+from reid.api import check_entry, entry_name, input_paths, open_embedder
 from reid.clustering import frame_groups, identify
-from reid.config import Count, PositiveInt, Range, format_config, run
+from reid.config import format_config, run
 from reid.data import parse_name
 from reid.device import RankContext, amp_note, distributed
-from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
+from reid.files import write_json
 from reid.fusion import fuse_features
-from reid.images import find_images, listed, scaled_sizes, unreadable
-from reid.io import PROVENANCE, read_table, write_csv, write_json
+from reid.images import find_images, listed, unreadable
+from reid.io import PROVENANCE, read_table, write_csv
 from reid.metrics import clustering_scores
 from reid.outputs import claimed, folder_as_unit
+from reid.rules import Checked, Count, PositiveInt, Range
 from reid.runs import images_fingerprint
 from reid.visualize import identity_sheet
 
@@ -70,7 +71,7 @@ Scale = Annotated[float, Range(lo=0.25, hi=4)]  # a test-time input size, as a m
 
 
 @dataclass
-class Config:
+class Config(Checked):
     images: Path = Path("crops")  # a folder of crops (.jpg, .jpeg, .png; sub-folders included)
     checkpoints: tuple[Path, ...] = (  # run folders, .pt or .onnx files, or pretrained:<model>[@size]
         Path("checkpoints/eva02_l448"),)
@@ -195,22 +196,16 @@ def embed_all(cfg: Config, paths: list[Path], ctx: RankContext) -> tuple[np.ndar
         ctx.say(note)
     features, sources = [], []
     for entry in cfg.checkpoints:
-        embedder = open_embedder(entry, ctx.device, amp=cfg.amp, workers=cfg.num_workers, flip=cfg.flip_tta)
-        embedder.scales = usable_scales(embedder, cfg.scales, entry_name(entry), ctx)
-        features.append(embed_across_ranks(embedder, paths, ctx, batch_size=cfg.batch_size, progress=ctx.main,
-                                           desc=entry_name(entry)))
-        sources.append({**embedder.source, "scales": list(embedder.scales), "flip": cfg.flip_tta})
+        embedder = open_embedder(entry, ctx.device, amp=cfg.amp, flip=cfg.flip_tta, scales=cfg.scales,
+                                 own_size_if_refused=True, workers=cfg.num_workers)
+        scales = embedder.used_scales()
+        if scales != embedder.scales:
+            ctx.say(f"{entry_name(entry)} takes {embedder.data_config.img_size}-pixel input only: its crops are "
+                    "embedded at that size alone")
+        features.append(embedder.embed_across_ranks(paths, ctx, batch_size=cfg.batch_size, progress=ctx.main,
+                                                    desc=entry_name(entry)))
+        sources.append({**embedder.source, "scales": list(scales), "flip": cfg.flip_tta})
     return (fuse_features(features) if ctx.main else None), sources
-
-
-def usable_scales(embedder: AnyEmbedder, scales: tuple[float, ...], name: str, ctx: RankContext) -> tuple[float, ...]:
-    """`scales` where the model takes every one of their input sizes; else its own size alone,
-    said in one line (an exported graph, a transformer built for one size)."""
-    size = embedder.data_config.img_size
-    if all(embedder.accepts(px) for px in scaled_sizes(size, scales)):
-        return scales
-    ctx.say(f"{name} takes {size}-pixel input only: its crops are embedded at that size alone")
-    return (1.0,)
 
 
 def main(cfg: Config) -> None:

@@ -19,32 +19,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from reid.api import check_entry, entry_name, input_paths, open_embedder
-from reid.config import Count, PositiveInt, Probability, format_config, run
+from reid.config import format_config, run
 from reid.data import SplitImages, load_split
 from reid.device import RankContext, amp_note, distributed
-from reid.embedder import embed_across_ranks
 from reid.errors import ReidError
+from reid.files import require_writable, write_json
 from reid.fusion import mean_fuse
 from reid.images import require_images
-from reid.io import PROVENANCE, require_writable, write_csv, write_json, write_outputs
+from reid.io import PROVENANCE, write_csv, write_outputs
 from reid.metrics import evaluate, scorable
 from reid.outputs import claimed, folder_as_unit, refuse_overlap
 from reid.rerank import KINDS, distance_matrices
+from reid.rules import Checked, Count, Items, PositiveInt, Probability
 from reid.runs import images_fingerprint
 from reid.visualize import ranked_sheet
 
+Splits = Annotated[tuple[Literal["test", "challenge"], ...], Items(distinct=True)]
+
 
 @dataclass
-class Config:
+class Config(Checked):
     checkpoints: tuple[Path, ...] = (  # run folders (their best.pt), .pt or .onnx files, or pretrained:<model>[@size]
         Path("checkpoints/eva02_l448"),)
     data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with the CSV partitions
-    splits: tuple[str, ...] = ("test", "challenge")  # test (labelled) and/or challenge
+    splits: Splits = ("test", "challenge")  # test (labelled) and/or challenge
     batch_size: PositiveInt = 64  # images per forward pass
     num_workers: Count = 4  # image-decoding threads
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
@@ -111,10 +114,6 @@ STAGE = "predict"
 def load_splits(cfg: Config, ctx: RankContext) -> list[SplitImages]:
     """The splits asked for, each once, with readable images and, where labelled, a query that
     can be scored; refused before any model loads."""
-    if not cfg.splits:
-        raise ReidError("no splits given: --splits=test,challenge (or one of them)")
-    if len(set(cfg.splits)) < len(cfg.splits):
-        raise ReidError(f"--splits={','.join(cfg.splits)}: a split is named twice")
     root = cfg.data_dir / "data_reid"
     splits = []
     for name in cfg.splits:
@@ -167,8 +166,8 @@ def predict_splits(cfg: Config, ctx: RankContext, splits: list[SplitImages]) -> 
         run_name = entry_name(entry)
         sources.append(embedder.source)
         for split in splits:
-            feats = embed_across_ranks(embedder, [root / p for p in split.df["img_id"]], ctx,
-                                       batch_size=cfg.batch_size, progress=ctx.main, desc=f"{run_name} {split.name}")
+            feats = embedder.embed_across_ranks([root / p for p in split.df["img_id"]], ctx, batch_size=cfg.batch_size,
+                                                progress=ctx.main, desc=f"{run_name} {split.name}")
             if feats is None:
                 continue
             is_q = (split.df["img_type"] == "q").to_numpy()

@@ -20,18 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from reid.config import Range, format_config, run
+from reid.config import format_config, run
 from reid.data import build_challenge_df, build_train_df, image_paths, with_folds
 from reid.errors import ReidError
+from reid.files import require_writable
 from reid.images import require_images
-from reid.io import require_writable, write_csv
+from reid.io import write_csv
 from reid.layouts import detect_layout, scan_folders, scan_market1501, unmatched_queries
+from reid.rules import Checked, Range
 
 Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
 
 
 @dataclass
-class Config:
+class Config(Checked):
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/; the CSVs land there
     n_folds: Folds = 10  # GroupKFold over games (players in the other layouts), capped at their number
     layout: Literal["auto", "official", "market1501", "folders"] = "auto"  # auto: detected from the folders

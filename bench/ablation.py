@@ -29,8 +29,10 @@ import download
 import predict
 import preprocess_data
 from demo import SPLITS, fuse_recipe, score, step, train_or_reuse
-from reid.config import Count, Positive, PositiveInt, format_config, run
+from reid.config import format_config, run
+from reid.files import write_text
 from reid.rerank import KINDS
+from reid.rules import Checked, Count, Positive, PositiveInt
 
 # The recipe (InfoNCE, Sharpen, random erasing 0.5) and one change each.
 VARIANTS = {
@@ -45,7 +47,7 @@ RERANKINGS = {**KINDS, "dist": "none (plain)"}  # table 2's rows: plain distance
 
 
 @dataclass
-class Config:
+class Config(Checked):
     size: str = "small"  # synthetic size: tiny (tests), small (minutes a run) or full (the 2023 counts; hours on CPU)
     data_dir: Path = Path("data/synthetic")  # the dataset is <data_dir>/data_reid/ (made if missing)
     checkpoint_dir: Path = Path("checkpoints/ablation")  # one run folder per variant and seed
@@ -138,7 +140,7 @@ def main(cfg: Config) -> None:
     report.append(f"ablation wall time: {(time.time() - started) / 60:.0f} min, training {trained} of "
                   f"{len(VARIANTS) * len(cfg.seeds)} runs (the others were reused)")
     text = "\n\n".join(report) + "\n"
-    (cfg.out_dir / "ablation.md").write_text(text)
+    write_text(cfg.out_dir / "ablation.md", text)
     print("\n" + text)
 
 

@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from reid.files import write_text
+
 PORT_VERSION = "0.2.5"
 PORT_MEMBER = "torchreid/reid/utils/rerank.py"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reid-bench"
@@ -64,7 +66,7 @@ def load_port() -> Callable[..., np.ndarray] | None:
         if text is None:
             print(f"{archives[0].name} has no {PORT_MEMBER}")
             return None
-        target.write_text(text)
+        write_text(target, text)
     spec = importlib.util.spec_from_file_location("torchreid_port_rerank", target)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 import demo
-from reid.config import Count, PositiveInt, format_config, run
-from reid.io import write_json
+from reid.config import format_config, run
+from reid.files import write_json
+from reid.rules import Checked, Count, PositiveInt
 
 
 @dataclass
-class Config:
+class Config(Checked):
     runs: PositiveInt = 3  # demos, with seeds (1, 2), (3, 4), (5, 6), ...
     num_workers: Count = 2  # data loader processes
     reference: Path = demo.REFERENCE  # where the figures go (README's table)

@@ -35,12 +35,13 @@ from PIL import Image
 
 from bench.common import measure
 from reid.api import Embedder, OnnxEmbedder
-from reid.config import Count, PositiveInt, run
+from reid.config import run
 from reid.errors import ReidError
+from reid.files import write_json
 from reid.images import default_workers, preprocess
-from reid.io import write_json
 from reid.onnx_embedder import sidecar_path
 from reid.onnx_export import export_graph, sidecar
+from reid.rules import Checked, Count, PositiveInt
 from reid.synthetic.crops import sample_crops
 
 MODEL = "efficientnet_lite0"  # ships offline weights
@@ -50,7 +51,7 @@ OPSET = 18
 
 
 @dataclass
-class Config:
+class Config(Checked):
     n_images: PositiveInt = 512  # JPEG files embedded by each method per round
     img_size: PositiveInt = 128  # square model input side
     batch_size: PositiveInt = 64  # images per forward, the same for all three

@@ -25,18 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from reid.config import (
-    Count,
-    Folder,
-    NonNegative,
-    Positive,
-    PositiveInt,
-    Probability,
-    Range,
-    format_config,
-    save_config,
-    to_dict,
-)
+from reid.config import format_config, save_config, to_dict
 from reid.data import (
     PairDataset,
     UniquePlayerBatchSampler,
@@ -50,12 +39,14 @@ from reid.device import RankContext, amp_dtype, amp_note, autocast, distributed
 from reid.distance import sq_euclidean
 from reid.embedder import Embedder
 from reid.errors import ReidError
+from reid.files import require_writable, write_with
 from reid.images import require_images
-from reid.io import require_writable, write_csv, write_error
+from reid.io import write_csv
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
-from reid.models import build_encoder, load_checkpoint
+from reid.models import Pretrained, build_encoder, load_checkpoint
 from reid.rerank import distance_matrices
+from reid.rules import Checked, Count, Folder, NonNegative, Positive, PositiveInt, Probability, Range
 from reid.runs import (
     COMPLETE,
     CONFIG,
@@ -77,14 +68,14 @@ Fold = Annotated[int, Range(lo=-1)]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Checked):
     """Every training hyperparameter; the scripts restate the recipe's headline values."""
 
     data_dir: Path = Path("data")  # dataset root: <data_dir>/data_reid/ with train_df.csv
     checkpoint_dir: Path = Path("checkpoints")  # runs are written to <checkpoint_dir>/<run_name>/
     run_name: Folder = "run"  # name of the run folder
     model: str = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"  # timm name, or open_clip:<arch>:<tag>
-    pretrained: str = "true"  # true (hub; offline package for efficientnet_lite0), false, or a weights file
+    pretrained: Pretrained = True  # true (hub; offline package for efficientnet_lite0), false, or a weights file
     img_size: PositiveInt = 448  # square input side: resize keeping the aspect ratio, then pad
     epochs: PositiveInt = 8  # passes over the training images
     batch_size: PositiveInt = 32  # pairs per process; InfoNCE negatives span all processes
@@ -126,16 +117,11 @@ class Siamese(nn.Module):
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name, then rename: a crash or a full disk never leaves half a
-    checkpoint, nor the temporary file."""
-    tmp = path.with_name(path.name + ".tmp")
+    """torch.save through reid.files: a crash or a full disk never leaves half a checkpoint, nor
+    the temporary file."""
     try:
-        torch.save(obj, tmp)
-        tmp.replace(path)
-    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk as a RuntimeError
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_error(exc, path) from None
+        write_with(path, lambda tmp: torch.save(obj, tmp))
+    except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
         raise ReidError(f"cannot write {path} (disk full?): {str(exc).splitlines()[0]}") from None
 
 

@@ -1,7 +1,8 @@
 """Resumable downloads, md5 checks and safe zip extraction, for download.py.
 
-A download streams into `<file>.part` and is renamed only when complete; a later call resumes
-the `.part` with an HTTP Range request. Extraction refuses absolute paths, `..` components and
+A download streams into `<file>.part` (reid.files.partial_of) and is renamed only when complete;
+a later call resumes the `.part` with an HTTP Range request; archive members are written through
+reid.files. Extraction refuses absolute paths, `..` components and
 symbolic links before writing a single file.
 """
 
@@ -13,14 +14,13 @@ import stat
 import time
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 import requests
 from tqdm import tqdm
 
 from reid.errors import ReidError
-from reid.io import write_error
+from reid.files import atomic_open, move_into_place, partial_of, write_error
 
 CHUNK = 1 << 20
 NET_CHUNK = 1 << 16  # small, so a dropped connection loses little of what arrived
@@ -99,7 +99,7 @@ def download(url: str, dest: Path, retries: int = 5, timeout: float = 30.0,
     After the last retry the `.part` stays, so running again resumes where it stopped.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = partial_of(dest)
     attempt = 0
     while True:
         try:
@@ -114,8 +114,7 @@ def download(url: str, dest: Path, retries: int = 5, timeout: float = 30.0,
             print(f"{exc}; retrying in {wait:.0f} s")
             time.sleep(wait)
             attempt += 1
-    part.replace(dest)
-    return dest
+    return move_into_place(part, dest)
 
 
 def find_member(archive: zipfile.ZipFile, inner: str) -> zipfile.ZipInfo:
@@ -130,16 +129,10 @@ def find_member(archive: zipfile.ZipFile, inner: str) -> zipfile.ZipInfo:
 def copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> str:
     """Copy one entry out to `dest` (atomically) and return its md5."""
     digest = hashlib.md5()
-    tmp = dest.with_name(dest.name + ".part")
-    try:
-        with archive.open(info) as src, open(tmp, "wb") as out:
-            for block in iter(lambda: src.read(CHUNK), b""):
-                digest.update(block)
-                out.write(block)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise write_error(exc, dest) from None
-    tmp.replace(dest)
+    with archive.open(info) as src, atomic_open(dest) as out:
+        for block in iter(lambda: src.read(CHUNK), b""):
+            digest.update(block)
+            out.write(block)
     return digest.hexdigest()
 
 
@@ -175,14 +168,5 @@ def safe_extract(zip_path: Path, dest: Path) -> None:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src:
-                copy_stream(src, target)
-
-
-def copy_stream(src: BinaryIO, dest: Path) -> None:
-    """Copy a readable stream to `dest`, turning a full disk into a clear error."""
-    try:
-        with open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, CHUNK)
-    except OSError as exc:
-        raise write_error(exc, dest) from None
+            with archive.open(info) as src, atomic_open(target) as out:
+                shutil.copyfileobj(src, out, CHUNK)

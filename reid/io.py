@@ -2,25 +2,23 @@
 
 A matrix is always stored with the ids that give its row and column order, so a stage that
 combines matrices can refuse ones that do not line up; `matrices.json` ties each matrix to the
-id files it was written with. Writes go to a temporary file that is renamed into place, so an
-interrupted run never leaves half a file behind.
+id files it was written with. Every file is written through `reid.files`, so an interrupted
+run never leaves half a file behind. The project's CSV inputs are read here too (`read_table`).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from reid.errors import ReidError
+from reid.files import read_json, write_bytes, write_json, write_text
+from reid.rules import finite_matrix
 
 QUERY_IDS = "query_ids.txt"
 GALLERY_IDS = "gallery_ids.txt"
@@ -28,63 +26,9 @@ MANIFEST = "matrices.json"
 PROVENANCE = "provenance.json"  # what a folder's matrices were computed from (predict.py, the fusions)
 
 
-def current_umask() -> int:
-    """The process's umask (reading it means setting it, so it is put straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_error(exc: OSError, path: Path) -> ReidError:
-    """One line for a failed write: a full disk said as such, else the system's reason."""
-    if exc.errno == errno.ENOSPC:
-        return ReidError(f"disk full while writing {path}: free some space and run again")
-    return ReidError(f"cannot write {path}: {exc.strerror or exc}")
-
-
-def require_writable(folder: Path | str, option: str) -> Path:
-    """Refuse, before any work, an output folder that cannot be made or written: a path through a
-    file, or a read-only place. Creates nothing."""
-    folder = Path(folder)
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ReidError(f"--{option}={folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ReidError(f"--{option}={folder}: {existing} is not writable")
-    return folder
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temporary file in the same folder, then rename."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a file should get what open() gives
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise write_error(exc, path) from None
-    finally:
-        if tmp is not None and Path(tmp).exists():
-            Path(tmp).unlink()
-
-
 def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
     """A table as CSV, written atomically, so an interrupted stage never leaves half a file."""
-    path = Path(path)
-    _atomic_write(path, df.to_csv(index=False).encode())
-    return path
-
-
-def write_json(obj: Any, path: Path | str) -> Path:
-    """An object as indented JSON, written atomically."""
-    path = Path(path)
-    _atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
-    return path
+    return write_text(path, df.to_csv(index=False))
 
 
 def read_table(path: Path | str, columns: dict[str, type], optional: dict[str, type] | None = None,
@@ -145,20 +89,11 @@ def refuse_repeats(df: pd.DataFrame, path: Path, names: list[str]) -> None:
 
 def check_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> np.ndarray:
     """A finite 2-D float32 matrix whose shape matches the ids, or a ReidError naming `path`."""
-    distmat = np.asarray(distmat)
-    if distmat.ndim != 2:
-        raise ReidError(f"{path}: expected a 2-D distance matrix, got shape {distmat.shape}")
-    if distmat.shape != (len(query_ids), len(gallery_ids)):
-        raise ReidError(f"{path}: matrix shape {distmat.shape} does not match "
-                        f"{len(query_ids)} query ids and {len(gallery_ids)} gallery ids")
-    if not (np.issubdtype(distmat.dtype, np.floating) or np.issubdtype(distmat.dtype, np.integer)):
-        raise ReidError(f"{path}: a distance matrix holds real numbers, not {distmat.dtype}")
-    if not np.isfinite(distmat).all():
-        raise ReidError(f"{path}: distance matrix contains NaN or inf")
+    distmat = finite_matrix(distmat, str(path), (len(query_ids), len(gallery_ids)), sizes="query and gallery ids")
     for name, ids in (("query", query_ids), ("gallery", gallery_ids)):
         if len(set(map(str, ids))) != len(ids):
             raise ReidError(f"{path}: {name} ids are not unique")
-    return distmat.astype(np.float32, copy=False)
+    return distmat
 
 
 def _int_ids(path: Path | str, ids, name: str) -> np.ndarray:
@@ -184,8 +119,7 @@ def write_submission(path: Path | str, distmat: np.ndarray, query_ids, gallery_i
     path = Path(path)
     distmat = check_matrix(path, distmat, query_ids, gallery_ids)
     q, g = _int_ids(path, query_ids, "query"), _int_ids(path, gallery_ids, "gallery")
-    _atomic_write(path, _submission_text(distmat, q, g))
-    return path
+    return write_bytes(path, _submission_text(distmat, q, g))
 
 
 def read_submission(path: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -227,17 +161,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_record(path: Path) -> dict:
-    """A JSON record the project wrote beside its outputs (matrices.json, provenance.json): {}
-    where there is none, an error naming the file where it cannot be read."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise ReidError(f"{path}: cannot read ({exc})") from None
-
-
 def save_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -> Path:
     """Save a float32 `.npy` with `query_ids.txt` and `gallery_ids.txt` in the same folder.
 
@@ -251,14 +174,14 @@ def save_matrix(path: Path | str, distmat: np.ndarray, query_ids, gallery_ids) -
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(distmat, dtype=np.float32))
     ids = {QUERY_IDS: _ids_text(query_ids), GALLERY_IDS: _ids_text(gallery_ids)}
-    manifest = read_record(path.parent / MANIFEST)
+    manifest = read_json(path.parent / MANIFEST, {})
     if {name: _digest(text) for name, text in ids.items()} != manifest.get("ids"):
         manifest = {"ids": {name: _digest(text) for name, text in ids.items()}, "matrices": {}}
     manifest["matrices"][path.name] = _digest(buf.getvalue())
     for name, text in ids.items():
-        _atomic_write(path.parent / name, text)
-    _atomic_write(path, buf.getvalue())
-    _atomic_write(path.parent / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+        write_bytes(path.parent / name, text)
+    write_bytes(path, buf.getvalue())
+    write_json(manifest, path.parent / MANIFEST, sort_keys=True)
     return path
 
 
@@ -289,7 +212,7 @@ def _read_ids(path: Path) -> tuple[np.ndarray, bytes]:
 def _check_unit(path: Path, matrix: bytes, ids: dict[str, bytes]) -> None:
     """Refuse a matrix whose bytes or id files are not the ones `matrices.json` says were written
     together; a folder without `matrices.json` (matrices made elsewhere) is taken as it is."""
-    manifest = read_record(path.parent / MANIFEST)
+    manifest = read_json(path.parent / MANIFEST, {})
     if not manifest:
         return
     written = manifest.get("matrices", {}).get(path.name)

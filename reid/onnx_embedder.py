@@ -3,7 +3,8 @@
 export.py writes `model.onnx` (L2 normalisation inside the graph, any batch size) and
 `model.json` beside it: the preprocessing, the feature size and the sha256 of the graph file.
 The sidecar is checked against the graph before any image is read, and the images go through
-`reid.images.preprocess`, the very function validation used in training.
+`reid.images.preprocess`, the very function validation used in training. `embed`, its scales
+and its batching are `reid.embedding.BaseEmbedder`'s, the same as `Embedder`'s.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from reid.embedding import BaseEmbedder
 from reid.errors import ReidError
-from reid.images import INTERPOLATIONS, DataConfig, ImageLike, default_workers, embed_at_scales
-from reid.io import read_record
+from reid.files import read_json
+from reid.images import INTERPOLATIONS, DataConfig
 from reid.runs import file_sha256
 
 SIDECAR_FORMAT = "reid-onnx/1"
@@ -107,7 +109,7 @@ def read_sidecar(onnx_path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ReidError(f"{onnx_path}: no sidecar {path} beside it (export.py writes both; the sidecar "
                         "holds the preprocessing the model needs)")
-    sidecar = read_record(path)
+    sidecar = read_json(path, {})
     if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
         raise ReidError(f"{path}: not a sidecar written by export.py (format {SIDECAR_FORMAT})")
     if problem := sidecar_problem(sidecar):
@@ -146,12 +148,14 @@ def _check_graph(session: Any, sidecar: dict[str, Any], path: Path) -> None:
         raise ReidError(f"{path}: the graph gives {outputs[0].shape}, its sidecar says [batch, {dim}]")
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(BaseEmbedder):
     """The same `embed` as `Embedder`, on onnxruntime (CPU by default, `device="cuda"` when the
-    onnxruntime-gpu build and a GPU are there)."""
+    onnxruntime-gpu build and a GPU are there). An exported graph takes its own input size
+    alone, so `scales` other than 1 are refused, or left out with `own_size_if_refused`
+    (`BaseEmbedder`); `threads`: onnxruntime's intra-op threads, 0 for its default."""
 
     def __init__(self, path: str | Path, device: str = "cpu", workers: int | None = None, threads: int = 0,
-                 scales: Sequence[float] = (1.0,)):
+                 scales: Sequence[float] = (1.0,), own_size_if_refused: bool = False):
         import onnxruntime as ort
 
         providers = providers_for(device)  # a bad device is refused as such, before the model is touched
@@ -159,9 +163,7 @@ class OnnxEmbedder:
         if self.path.suffix != ".onnx" or not self.path.is_file():
             raise ReidError(f"no .onnx file at {self.path}")
         self.sidecar = read_sidecar(self.path)
-        self.data_config = data_config_of(self.sidecar)
-        self.workers = default_workers() if workers is None else workers
-        self.scales = tuple(scales)
+        super().__init__(data_config_of(self.sidecar), self.path.name, workers, scales, own_size_if_refused)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         try:
@@ -192,14 +194,6 @@ class OnnxEmbedder:
     def dim(self) -> int:
         return int(self.sidecar["output"]["dim"])
 
-    def embed(self, images: Sequence[ImageLike], batch_size: int = 64, progress: bool = False,
-              desc: str = "embedding") -> np.ndarray:
-        """(N, dim) float32 features, rows of unit length, in input order (the same input as
-        `Embedder.embed`)."""
-        return embed_at_scales(lambda batch: self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], images,
-                               self.data_config, self.scales, self.accepts, self.path.name, self.dim, batch_size,
-                               self.workers, progress, desc)
-
-    def accepts(self, size: int) -> bool:
-        """Whether the graph takes `size`-pixel input: an exported graph has one input size."""
-        return size == self.data_config.img_size
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Unit-length float32 features of a preprocessed batch: the graph normalises them itself."""
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]

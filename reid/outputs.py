@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from reid.errors import ReidError
-from reid.io import current_umask, read_record, require_writable, write_error, write_json
+from reid.files import current_umask, read_json, require_writable, write_error, write_json
 
 MANIFEST = "manifest.json"  # written last into every output folder: {"stage": ..., "files": [...]}
 _STAGING, _OLD, _LOCK = "partial-", "old-", "lock"
@@ -74,7 +74,7 @@ def foreign_entries(folder: Path, stage: str) -> tuple[list[str], str]:
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
     if not names:
         return [], ""
-    record = read_record(folder / MANIFEST)
+    record = read_json(folder / MANIFEST, {})
     if not isinstance(record, dict) or not isinstance(record.get("files"), list):
         return names, f"it has no {MANIFEST}, so nothing in it was written by this project"
     if record.get("stage") != stage:

@@ -9,20 +9,21 @@ A run that finished writes a completion record last; a run folder without one wa
 from __future__ import annotations
 
 import hashlib
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from reid.errors import ReidError
-from reid.io import read_table, write_error, write_json
+from reid.files import read_json, temporary_of, write_error, write_json
+from reid.io import read_table
 from reid.outputs import exclusive, remove_if_empty
 
 COMPLETE = "complete.json"
 LAST = "last.pt"  # everything an exact resume needs, rewritten after every epoch
 CONFIG = "config.json"  # written when a run starts
 PARTITION = "train_df.csv"
-# Everything a training writes into its run folder (each also under a temporary name + ".tmp" while written).
+# Everything a training writes into its run folder (each also under a temporary name while written:
+# reid.files.temporary_of).
 RUN_FILES = frozenset({CONFIG, LAST, "best.pt", "metrics.csv", "curves.png", COMPLETE})
 # Where files are, how fast or how verbosely to work: none of these changes the weights.
 NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num_workers", "device",
@@ -139,8 +140,8 @@ def foreign_files(run_dir: Path) -> list[str]:
     """What in `run_dir` no training wrote: a folder holding any of it is not ours to delete."""
     if not Path(run_dir).is_dir():
         return []
-    ours = RUN_FILES | {f"{name}.tmp" for name in RUN_FILES}
-    return sorted(p.name for p in Path(run_dir).iterdir() if p.name not in ours)
+    return sorted(p.name for p in Path(run_dir).iterdir()
+                  if p.name not in RUN_FILES and temporary_of(p.name) not in RUN_FILES)
 
 
 def reuse_problem(run_dir: Path, config: dict[str, Any], data: str) -> str | None:
@@ -149,11 +150,11 @@ def reuse_problem(run_dir: Path, config: dict[str, Any], data: str) -> str | Non
     if not Path(run_dir).is_dir():
         return "not trained yet"
     try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        return "it never finished (no completion record)"
-    except (OSError, ValueError) as exc:
+        record = read_json(path, None)
+    except ReidError as exc:
         return f"its completion record cannot be read ({exc})"
+    if record is None:
+        return "it never finished (no completion record)"
     if record.get("data") != data:
         return "it was trained on other data (the data fingerprint differs)"
     changes = recipe_changes(record.get("config", {}), config)

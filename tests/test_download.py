@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import call, dataset_files, run_script, zip_bytes
-from reid.errors import ReidError
-from reid.fetch import copy_stream
+from helpers import call, dataset_files, run_script, zip_bytes
 
 INNER = "baseline/data/synergyreid/raw/synergyreid_data.zip"
 TOP = "player-reidentification-challenge-master"
@@ -174,6 +172,16 @@ def test_synthetic_data_are_made_once_and_accepted_by_preprocess(tmp_path):
     assert (tmp_path / "data_reid" / "challenge_df.csv").exists()
 
 
-def test_disk_full_is_a_clear_error():
-    with pytest.raises(ReidError, match="disk full while writing /dev/full"):
-        copy_stream(io.BytesIO(b"x" * 100_000), Path("/dev/full"))
+@pytest.mark.parametrize("url, words, absent", [
+    ("ftp://example.org/x.zip", "ftp:// is not supported", "no such file"),
+    ("http://127.0.0.1:1/x.zip", "nothing was received", "bytes kept"),
+    ("{local}", "is it the repository's zip?", "delete it"),
+])
+def test_download_says_what_is_wrong_with_the_url(tmp_path, url, words, absent):
+    local = tmp_path / "mine.zip"
+    local.write_text("not a zip")
+    result = call("download.py", f"--url={url.format(local=local)}", f"--data_dir={tmp_path / 'd'}",
+                  "--retries=0", "--timeout=2")
+    assert result.returncode == 1 and words in result.stderr and absent not in result.stderr
+    assert local.read_text() == "not a zip"
+

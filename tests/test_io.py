@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,20 +91,20 @@ def test_a_write_interrupted_between_matrix_and_ids_is_refused(tmp_path, monkeyp
     """Same shapes, other ids: without matrices.json the new ids would silently label the old matrix."""
     dist, q, g = example()
     save_matrix(tmp_path / "dist.npy", dist, q, g)
-    import reid.io
+    import reid.files
 
-    real = reid.io._atomic_write
+    real = reid.files.atomic_open
     stop_at = "dist.npy" if crash == "after the id files" else "matrices.json"
 
-    def crashing(path, data):
-        if path.name == stop_at:
+    def crashing(path):
+        if Path(path).name == stop_at:
             raise KeyboardInterrupt
-        real(path, data)
+        return real(path)
 
-    monkeypatch.setattr(reid.io, "_atomic_write", crashing)
+    monkeypatch.setattr(reid.files, "atomic_open", crashing)
     with pytest.raises(KeyboardInterrupt):
         save_matrix(tmp_path / "dist.npy", dist * 2, q[::-1], g)
-    monkeypatch.setattr(reid.io, "_atomic_write", real)
+    monkeypatch.setattr(reid.files, "atomic_open", real)
     with pytest.raises(ReidError, match="not written together"):
         load_matrix(tmp_path / "dist.npy")
     save_matrix(tmp_path / "dist.npy", dist * 2, q[::-1], g)

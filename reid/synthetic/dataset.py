@@ -6,7 +6,6 @@ Written in a hidden folder and renamed at the end, so a crash never leaves half 
 from __future__ import annotations
 
 import csv
-import json
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from reid.data import GROUND_TRUTH
 from reid.errors import ReidError
+from reid.files import write_json
 from reid.images import usable_cores
 from reid.outputs import staging_folder
 from reid.synthetic.crops import render_sequence
@@ -74,7 +74,7 @@ def generate(data_dir: Path, size: str = "small", seed: int = 0, workers: int | 
         relayout(partial, layout)
         marker = {"synthetic": True, "generator": "reid/synthetic.py", "size": size, "seed": seed,
                   **({"layout": layout} if layout != "official" else {}), "counts": p.counts()}
-        (partial / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        write_json(marker, partial / MARKER)
         partial.rename(target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
