@@ -5,24 +5,25 @@
     features = OnnxEmbedder("model.onnx").embed(["a.jpeg", "b.jpeg"])
 
 `Embedder` (PyTorch) is imported on first use, so that `OnnxEmbedder` works where PyTorch is
-not installed. `open_embedder` turns what a stage's `--checkpoints` lists into an embedder.
+not installed. Both are `BaseEmbedder`s: the same `embed`, `scales`, `accepts` and
+`embed_across_ranks`. `open_embedder` turns what a stage's `--checkpoints` lists into one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence
 
+from reid.embedding import BaseEmbedder
 from reid.errors import ReidError
 from reid.onnx_embedder import OnnxEmbedder
 
 if TYPE_CHECKING:
     from reid.embedder import Embedder
 
-__all__ = ["Embedder", "OnnxEmbedder", "open_embedder", "entry_name", "PRETRAINED"]
+__all__ = ["BaseEmbedder", "Embedder", "OnnxEmbedder", "open_embedder", "entry_name", "PRETRAINED"]
 
 PRETRAINED = "pretrained:"
-AnyEmbedder = Union["Embedder", OnnxEmbedder]
 
 
 def __getattr__(name: str) -> Any:
@@ -76,17 +77,19 @@ def input_paths(entries: Sequence[str | Path]) -> list[Path]:
     return [Path(e) for e in entries if not str(e).startswith(PRETRAINED)]
 
 
-def open_embedder(entry: str | Path, device: str = "cpu", **options: Any) -> AnyEmbedder:
+def open_embedder(entry: str | Path, device: str = "cpu", amp: str = "off", flip: bool = False,
+                  **options: Any) -> BaseEmbedder:
     """The embedder of a run folder, a best.pt / last.pt file, an exported `.onnx` file, or
-    `pretrained:<model>[@size]` (a backbone as its library ships it)."""
+    `pretrained:<model>[@size]` (a backbone as its library ships it). `options` (`scales`,
+    `own_size_if_refused`, `workers`) are `BaseEmbedder`'s, for every kind; `amp` and `flip` are
+    PyTorch's (an exported graph runs in float32 and refuses flip)."""
     text = str(entry)
     if Path(text).suffix == ".onnx":
-        check_entry(entry, options.get("flip", False))
-        return OnnxEmbedder(text, device="cpu" if str(device) == "auto" else str(device),
-                            workers=options.get("workers"))
+        check_entry(entry, flip)
+        return OnnxEmbedder(text, device="cpu" if str(device) == "auto" else str(device), **options)
     from reid.embedder import Embedder
 
     if text.startswith(PRETRAINED):
         name, size = pretrained_entry(text)
-        return Embedder.from_pretrained(name, img_size=size, device=device, **options)
-    return Embedder.from_checkpoint(text, device=device, **options)
+        return Embedder.from_pretrained(name, img_size=size, device=device, amp=amp, flip=flip, **options)
+    return Embedder.from_checkpoint(text, device=device, amp=amp, flip=flip, **options)

@@ -1,7 +1,9 @@
-"""`Embedder`: an encoder and its preprocessing, from any images to unit-length features.
+"""`Embedder`: a PyTorch encoder and its preprocessing, from any images to unit-length features.
 
-The one path from images to features: predict.py, the engine's validation, export.py's
-verification and identify.py all call `embed`. Use it through `reid.api`.
+`embed`, its test-time scales and its batching are `reid.embedding.BaseEmbedder`'s, shared with
+`OnnxEmbedder`; this module adds what PyTorch brings: checkpoints, devices, mixed precision,
+flip, and the sizes a backbone takes. predict.py, the engine's validation, export.py's
+verification and identify.py all embed through it. Use it through `reid.api`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from reid.device import RankContext, amp_dtype, autocast, resolve_device
+from reid.device import amp_dtype, autocast, resolve_device
+from reid.embedding import BaseEmbedder, out_of_memory
 from reid.errors import ReidError
-from reid.images import DataConfig, ImageLike, default_workers, embed_at_scales, image_sequence, out_of_memory
+from reid.images import DataConfig
 from reid.models import build_encoder, read_checkpoint
 
 
@@ -31,27 +33,26 @@ def checkpoint_file(path: Path) -> Path:
     return path
 
 
-class Embedder:
+class Embedder(BaseEmbedder):
     """A PyTorch encoder with the preprocessing it was trained with.
 
     Test-time augmentation: `flip` adds the features of the mirrored image before the
-    normalisation; `scales` embeds every image at each multiple of the trained input size and
-    averages the unit-length features (the default, 1.0 alone, is the trained size). `amp`
-    (bf16, fp16, off) applies on CUDA only.
+    normalisation (not in an exported graph, which normalises inside); `scales`,
+    `own_size_if_refused` and `workers` as `BaseEmbedder`. `amp` (bf16, fp16, off) applies on
+    CUDA only.
     """
 
     def __init__(self, model: nn.Module, data_config: DataConfig, device: str | torch.device = "cpu",
                  amp: str = "off", flip: bool = False, workers: int | None = None,
-                 source: dict[str, str] | None = None, scales: Sequence[float] = (1.0,)):
+                 source: dict[str, str] | None = None, scales: Sequence[float] = (1.0,),
+                 own_size_if_refused: bool = False):
+        self.source = source or {}
+        super().__init__(data_config, self.source.get("model", "the model"), workers, scales, own_size_if_refused)
         self.device = resolve_device(device)
         self.model = model.to(self.device)
-        self.data_config = data_config
         self.dtype = amp_dtype(amp, self.device)
         self.flip = flip
-        self.scales = tuple(scales)
         self._accepted: dict[int, bool] = {}
-        self.workers = default_workers() if workers is None else workers
-        self.source = source or {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **options: Any) -> "Embedder":
@@ -92,12 +93,12 @@ class Embedder:
             return True
         if size not in self._accepted:  # one probe per size, not one per call of embed
             try:
-                with self._evaluating():
+                with self.running():
                     self.model(torch.zeros(1, 3, size, size, device=self.device))
                 self._accepted[size] = True
             except (AssertionError, RuntimeError, ValueError) as exc:  # timm asserts on the size; torch on shapes
                 if out_of_memory(exc):
-                    raise ReidError(f"out of memory running {self.source.get('model', 'the model')} on one "
+                    raise ReidError(f"out of memory running {self.name} on one "
                                     f"{size}-pixel image on {self.device}: lower the scales") from None
                 self._accepted[size] = False
         return self._accepted[size]
@@ -110,17 +111,8 @@ class Embedder:
                 out = out + self.model(batch.flip(-1)).float()
         return F.normalize(out, dim=-1)
 
-    def embed(self, images: Sequence[ImageLike], batch_size: int = 64, progress: bool = False,
-              desc: str = "embedding") -> np.ndarray:
-        """(N, dim) float32 features of `images` (a list of file paths, PIL images or H x W x 3
-        uint8 RGB arrays, mixed, or one N x H x W x 3 array), rows of unit length, in input order."""
-        with self._evaluating():
-            return embed_at_scales(self._run, images, self.data_config, self.scales, self.accepts,
-                                   self.source.get("model", "the model"), self.dim, batch_size, self.workers,
-                                   progress, desc)
-
     @contextlib.contextmanager
-    def _evaluating(self) -> Iterator[None]:
+    def running(self) -> Iterator[None]:
         """The model in eval mode and without autograd for the block, as it was afterwards."""
         was_training = self.model.training
         self.model.eval()
@@ -130,21 +122,9 @@ class Embedder:
         finally:
             self.model.train(was_training)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Unit-length float32 features of a preprocessed (B, 3, S, S) float32 batch."""
         # Channels-last input makes every convolution run in that layout: about 1.7x on CPU.
         x = torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         return self.forward(x).cpu().numpy()
 
-
-def embed_across_ranks(embedder: "Embedder", images: Sequence[ImageLike], ctx: RankContext,
-                       **options: Any) -> np.ndarray | None:
-    """Each process embeds its contiguous share of `images`; the first gets every row, in input
-    order, and the others None. One process embeds them all."""
-    images = image_sequence(images)
-    if ctx.world_size == 1:
-        return embedder.embed(images, **options)
-    bounds = np.linspace(0, len(images), ctx.world_size + 1).round().astype(int)
-    mine = embedder.embed(images[bounds[ctx.rank]:bounds[ctx.rank + 1]], **options)
-    parts: list[Any] | None = [None] * ctx.world_size if ctx.main else None
-    dist.gather_object(mine, parts, dst=0)
-    return np.concatenate(parts) if parts is not None else None

@@ -1,9 +1,10 @@
 """Images in, model input out: reading any image, and the one evaluation preprocessing.
 
-Imports no torch (nor albumentations, which imports torch when it can): `OnnxEmbedder` runs
-on this module alone, so a model exported to ONNX sees exactly the input it saw in
-validation. The training pipeline (reid.transforms) resizes and normalises with
-albumentations; tests hold the two to the same pixels.
+Imports no torch (nor albumentations, which imports torch when it can): every embedder
+(reid.embedding), `OnnxEmbedder` included, preprocesses with this module alone, so a model
+exported to ONNX sees exactly the input it saw in validation. The training pipeline
+(reid.transforms) resizes and normalises with albumentations; tests hold the two to the same
+pixels.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import io
-import math
-import numbers
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, Union
+from typing import Iterable, Sequence, Union
 
 import cv2
 import numpy as np
@@ -34,7 +33,6 @@ JPEG_END = b"\xff\xd9"
 JPEG_TAIL = 64  # bytes at the end of a JPEG its end marker is looked for in
 JPEG_PADDING = b"\xff\x00" * 16  # stuffed one-bits: 128 bits, twice libjpeg's look-ahead
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
-SCALED_SIDES = range(16, 2049)  # the pixel sizes a test-time scale may give, besides the trained size
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
@@ -271,101 +269,3 @@ def preprocess(image: np.ndarray, cfg: DataConfig) -> np.ndarray:
     """The evaluation transform: an RGB uint8 image -> the (3, S, S) float32 model input."""
     return normalize_chw(resize_pad(image, cfg.img_size, cfg.interpolation), cfg.mean, cfg.std)
 
-
-def _load(item: ImageLike, index: int, cfg: DataConfig) -> np.ndarray:
-    return preprocess(as_rgb(item, index), cfg)
-
-
-def batches(images: Sequence[ImageLike], cfg: DataConfig, batch_size: int,
-            workers: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, (B, 3, S, S) float32 batch) over `images` in order. Decoding and resizing run on
-    `workers` threads (PIL and OpenCV release the GIL) while the caller runs the model on the
-    batch before: one batch ahead, so memory stays two batches whatever the input size."""
-    if batch_size < 1:
-        raise ReidError(f"batch_size={batch_size}: must be at least 1")
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        ahead: tuple[int, list[Future]] | None = None
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            submitted = (start, [pool.submit(_load, item, start + i, cfg) for i, item in enumerate(chunk)])
-            if ahead is not None:
-                yield ahead[0], np.stack([f.result() for f in ahead[1]])
-            ahead = submitted
-        if ahead is not None:
-            yield ahead[0], np.stack([f.result() for f in ahead[1]])
-
-
-def embed_batches(run: Callable[[np.ndarray], np.ndarray], images: Sequence[ImageLike], cfg: DataConfig, dim: int,
-                  batch_size: int, workers: int, progress: bool, desc: str) -> np.ndarray:
-    """(N, dim) float32 outputs of `run` on each preprocessed batch of `images`, in input order:
-    the loop every embedder shares, whatever runs the model."""
-    images = list(images)
-    out = np.empty((len(images), dim), dtype=np.float32)
-    with tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=not progress) as bar:
-        try:
-            for start, batch in batches(images, cfg, batch_size, workers):
-                out[start:start + len(batch)] = run(batch)
-                bar.update(len(batch))
-        except Exception as exc:  # onnxruntime's errors derive from Exception alone; others pass on as they were
-            if not out_of_memory(exc):
-                raise
-            raise ReidError(f"out of memory embedding batches of {batch_size} images at {cfg.img_size} px: "
-                            "lower batch_size, or the scales") from None
-    return out
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` is an allocation failure (numpy's MemoryError, torch's OutOfMemoryError on
-    CUDA or its CPU allocator's RuntimeError, onnxruntime's): a fault of the batch's size, never
-    of the images or of what a model takes. Told by type and message, so no torch is imported."""
-    text = str(exc).lower()
-    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
-            or any(words in text for words in ("out of memory", "can't allocate memory", "failed to allocate")))
-
-
-def scaled_sizes(img_size: int, scales: Sequence[float]) -> list[int]:
-    """The input size, in pixels, of each test-time scale of a model trained at `img_size`. Sizes
-    other than the trained one must lie in SCALED_SIDES: below, a crop is a few pixels of mush;
-    above, one image of a large backbone takes gigabytes, and the run would die on memory."""
-    if not scales or not all(isinstance(s, numbers.Real) and math.isfinite(s) and s > 0 for s in scales):
-        raise ReidError(f"scales must be positive numbers (got {', '.join(map(str, scales)) or 'none'})")
-    sizes = [round(img_size * s) for s in scales]
-    for scale, size in zip(scales, sizes, strict=True):
-        if size != img_size and size not in SCALED_SIDES:
-            raise ReidError(f"scale {scale:g} makes {size}-pixel input of a model trained at {img_size}: "
-                            f"test-time sizes must be {SCALED_SIDES.start} to {SCALED_SIDES.stop - 1} pixels")
-    return sizes
-
-
-def image_sequence(images: Iterable[ImageLike]) -> list[ImageLike]:
-    """`images` as a list, refused in one line when it is one image or one path rather than a
-    sequence of them (a string would be read letter by letter, an image row by row). One
-    N x H x W x 3 array is N images."""
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        return list(images)
-    if isinstance(images, (str, bytes, bytearray, os.PathLike, Image.Image, np.ndarray)) or not isinstance(
-            images, Iterable):
-        raise ReidError(f"images: a {type(images).__name__}, not a sequence of images: pass a list, [image] "
-                        "for one (file paths, PIL images, H x W x 3 uint8 RGB arrays), or an N x H x W x 3 array")
-    return list(images)
-
-
-def embed_at_scales(run: Callable[[np.ndarray], np.ndarray], images: Sequence[ImageLike], cfg: DataConfig,
-                    scales: Sequence[float], accepts: Callable[[int], bool], model: str, dim: int, batch_size: int,
-                    workers: int, progress: bool, desc: str) -> np.ndarray:
-    """`embed_batches` at the input size of each of `scales`, the unit-length rows averaged and
-    normalised again (multi-scale test-time augmentation); scale 1 alone is `embed_batches`
-    itself. A size the model does not take (`accepts`) is refused in one line, before any work."""
-    images = image_sequence(images)
-    sizes = scaled_sizes(cfg.img_size, scales)
-    if refused := [s for s in sizes if not accepts(s)]:
-        raise ReidError(f"{model} takes {cfg.img_size}-pixel input only, not {', '.join(map(str, refused))}: "
-                        "leave its scales at 1")
-    out = None
-    for size in sizes:
-        f = embed_batches(run, images, dataclasses.replace(cfg, img_size=size), dim, batch_size, workers, progress,
-                          desc if len(sizes) == 1 else f"{desc} {size}px")
-        out = f if out is None else out + f
-    if len(sizes) > 1:
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), np.finfo(np.float32).tiny)
-    return out

@@ -61,13 +61,13 @@ def export_graph(embedder: Embedder, examples: Sequence[ImageLike], path: Path, 
             program.save(str(path), external_data=weight_bytes(model) > ONE_FILE_LIMIT)
         written = graph_opset(path)
     except Exception as exc:  # the exporter raises many types; the model is what cannot be exported
-        raise ReidError(f"torch.onnx cannot export {embedder.source.get('model', 'the model')}: "
+        raise ReidError(f"torch.onnx cannot export {embedder.name}: "
                         f"{str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__}"
                         ) from None
     finally:
         embedder.model.to(embedder.device)
     if written != opset:
-        raise ReidError(f"torch.onnx could not convert {embedder.source.get('model', 'the model')} to opset {opset} "
+        raise ReidError(f"torch.onnx could not convert {embedder.name} to opset {opset} "
                         f"(it wrote {written}): export with --opset={written}")
 
 

@@ -15,8 +15,9 @@ from torch import nn
 
 from conftest import run_script
 from reid.api import Embedder, OnnxEmbedder
+from reid.embedding import BaseEmbedder, scaled_sizes
 from reid.errors import ReidError
-from reid.images import DataConfig, embed_batches, scaled_sizes
+from reid.images import DataConfig
 from reid.models import build_encoder
 from reid.onnx_export import export_graph, graph_opset
 from reid.synthetic.crops import sample_crops
@@ -78,6 +79,19 @@ class Hungry(nn.Module):
 DATA = DataConfig(32, (0.5,) * 3, (0.5,) * 3)
 
 
+class Raising(BaseEmbedder):
+    """An embedder whose every batch raises `error`, as another runtime than torch might."""
+
+    dim = 3
+
+    def __init__(self, error: Exception):
+        super().__init__(DATA, "raising", workers=1)
+        self.error = error
+
+    def run_batch(self, batch: np.ndarray) -> np.ndarray:
+        raise self.error
+
+
 @pytest.mark.parametrize("fail", ["cpu", "cuda"])
 def test_out_of_memory_on_a_size_probe_is_an_error_not_a_refused_size(crops, fail):
     embedder = Embedder(Hungry(32, fail), DATA, scales=(1.0, 2.0))
@@ -92,19 +106,15 @@ def test_out_of_memory_while_embedding_says_which_batch_and_what_to_lower(crops)
         Embedder(Hungry(31, "cpu"), DATA).embed(crops, batch_size=2)
     assert "out of memory embedding batches of 2 images at 32 px: lower batch_size, or the scales" in one_line(info)
 
-    def onnxruntime_like(batch: np.ndarray) -> np.ndarray:
-        raise Exception("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
-
+    onnxruntime_like = Exception("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for "
+                                 "requested buffer")
     with pytest.raises(ReidError, match="out of memory embedding batches of 3 images at 32 px"):
-        embed_batches(onnxruntime_like, crops, DATA, 3, 3, 1, False, "")
+        Raising(onnxruntime_like).embed(crops, batch_size=3)
 
 
 def test_other_model_errors_pass_on_as_they_are(crops):
-    def broken(batch: np.ndarray) -> np.ndarray:
-        raise KeyError("a bug")
-
     with pytest.raises(KeyError):
-        embed_batches(broken, crops, DATA, 3, 3, 1, False, "")
+        Raising(KeyError("a bug")).embed(crops, batch_size=3)
 
 
 @pytest.mark.parametrize("img_size", [0, -5, 32.5, True, "32"])
