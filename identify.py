@@ -54,13 +54,13 @@ import pandas as pd
 from reid.api import check_entry, entry_name, input_paths, open_embedder
 from reid.clustering import frame_groups, identify
 from reid.config import format_config, run
-from reid.data import parse_name
-from reid.device import RankContext, amp_note, distributed
+from reid.device import Amp, RankContext, amp_note, distributed
 from reid.errors import ReidError
 from reid.files import write_json
 from reid.fusion import fuse_features
 from reid.images import find_images, listed, unreadable
 from reid.io import PROVENANCE, read_table, write_csv
+from reid.layouts import parse_name
 from reid.metrics import clustering_scores
 from reid.outputs import claimed, folder_as_unit
 from reid.rules import Checked, Count, PositiveInt, Range
@@ -81,7 +81,7 @@ class Config(Checked):
     batch_size: PositiveInt = 64  # images per forward pass
     num_workers: Count = 4  # image-decoding threads
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
+    amp: Amp = "bf16"  # mixed precision on CUDA; CPU runs fp32
     scales: tuple[Scale, ...] = (1.0, 1.25)  # embed at these multiples of each model's input size, averaged
     flip_tta: bool = False  # also embed each crop mirrored (about twice the embedding time)
     k1: PositiveInt = 20  # re-ranking: k-reciprocal neighbours

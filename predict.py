@@ -25,8 +25,7 @@ import numpy as np
 
 from reid.api import check_entry, entry_name, input_paths, open_embedder
 from reid.config import format_config, run
-from reid.data import SplitImages, load_split
-from reid.device import RankContext, amp_note, distributed
+from reid.device import Amp, RankContext, amp_note, distributed
 from reid.errors import ReidError
 from reid.files import require_writable, write_json
 from reid.fusion import mean_fuse
@@ -37,6 +36,7 @@ from reid.outputs import claimed, folder_as_unit, refuse_overlap
 from reid.rerank import KINDS, distance_matrices
 from reid.rules import Checked, Count, Items, PositiveInt, Probability
 from reid.runs import images_fingerprint
+from reid.splits import SplitImages, load_split
 from reid.visualize import ranked_sheet
 
 Splits = Annotated[tuple[Literal["test", "challenge"], ...], Items(distinct=True)]
@@ -51,7 +51,7 @@ class Config(Checked):
     batch_size: PositiveInt = 64  # images per forward pass
     num_workers: Count = 4  # image-decoding threads
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
+    amp: Amp = "bf16"  # mixed precision on CUDA; CPU runs fp32
     k1: PositiveInt = 20  # re-ranking: k-reciprocal neighbours
     k2: PositiveInt = 6  # re-ranking: local query expansion
     lambda_value: Probability = 0.3  # re-ranking: weight of the original distance

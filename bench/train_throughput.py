@@ -23,20 +23,21 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from reid.config import run
-from reid.device import amp_dtype, autocast
+from reid.device import Amp, amp_dtype, autocast
 from reid.engine import RankContext, Siamese, TrainConfig, train_step
 from reid.losses import InfoNCE
-from reid.models import build_encoder
+from reid.models import Pretrained, build_encoder
+from reid.rules import Checked
 
 
 @dataclass
-class Config:
+class Config(Checked):
     model: str = "efficientnet_lite0"  # timm name (efficientnet_lite0 has offline weights)
-    pretrained: str = "true"  # true, false, or a weights file
+    pretrained: Pretrained = True  # true, false, or a weights file
     img_size: int = 160  # square input side
     batch_size: int = 8  # pairs per step (2 x batch_size images)
     device: Literal["cpu", "cuda"] = "cpu"  # where to run
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # CUDA only
+    amp: Amp = "bf16"  # CUDA only
     grad_checkpointing: bool = False  # recompute activations in backward
     rounds: int = 5  # alternating rounds of engine and reference
     steps: int = 3  # timed steps per round and side

@@ -5,31 +5,36 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Literal
 
 import torch
 import torch.distributed as dist
 
 from reid.errors import ReidError
+from reid.rules import checked, parse_device
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """`auto` picks CUDA when there is one; asking for CUDA without one is an error."""
-    name = str(device)
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ReidError(f"device={name} but CUDA is not available")
-    if name == "auto":
+    """The torch device `device` names (reid.rules.parse_device), one torch has here: `auto` is
+    CUDA when there is one; CUDA without one, or a GPU index this machine lacks, is an error
+    (torch would fail later, or run elsewhere)."""
+    kind, index = parse_device(device)
+    if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ReidError(f"device={name}: expected auto, cpu, cuda or cuda:<index>") from None
+    dev = torch.device(kind, index)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ReidError(f"device={device} but CUDA is not available (torch {torch.__version__})")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ReidError(f"device={device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `amp` (bf16, fp16 or off): None, i.e. fp32, off CUDA."""
-    if amp not in ("bf16", "fp16", "off"):
-        raise ReidError(f"amp={amp}: expected bf16, fp16 or off")
+Amp = Literal["bf16", "fp16", "off"]  # the autocast dtype on CUDA; off is fp32
+
+
+@checked
+def amp_dtype(amp: Amp, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp`: None, i.e. fp32, off CUDA."""
     if device.type != "cuda" or amp == "off":
         return None
     return torch.bfloat16 if amp == "bf16" else torch.float16

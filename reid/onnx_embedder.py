@@ -20,6 +20,7 @@ from reid.embedding import BaseEmbedder
 from reid.errors import ReidError
 from reid.files import read_json
 from reid.images import INTERPOLATIONS, DataConfig
+from reid.rules import parse_device
 from reid.runs import file_sha256
 
 SIDECAR_FORMAT = "reid-onnx/1"
@@ -121,20 +122,18 @@ def read_sidecar(onnx_path: Path) -> dict[str, Any]:
 
 
 def providers_for(device: str) -> list[Any]:
-    """onnxruntime's providers for `device` (cpu, cuda, or cuda:<index>): CPU, or that GPU first
-    (falling back to CPU per op)."""
+    """onnxruntime's providers for `device` (reid.rules.parse_device): CPU, or that GPU first
+    (falling back to CPU per op); `auto` is the GPU where this onnxruntime has CUDA."""
     import onnxruntime as ort
 
-    device = str(device)
-    if device == "cpu":
+    kind, index = parse_device(device)
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if kind == "cpu" or (kind == "auto" and not has_cuda):
         return ["CPUExecutionProvider"]
-    found = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if not found:
-        raise ReidError(f"device={device}: expected cpu, cuda or cuda:<index>")
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
+    if not has_cuda:
         raise ReidError(f"device={device} but this onnxruntime has no CUDA provider "
                         "(pip install onnxruntime-gpu on a machine with CUDA)")
-    return [("CUDAExecutionProvider", {"device_id": int(found.group(1) or 0)}), "CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": index or 0}), "CPUExecutionProvider"]
 
 
 def _check_graph(session: Any, sidecar: dict[str, Any], path: Path) -> None:

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -107,6 +108,35 @@ class ExistingFile:
         return "an existing file"
 
 
+_DEVICE = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
+
+
+def parse_device(device: Any) -> tuple[str, int | None]:
+    """(kind, index) of a device name or a torch.device: the one vocabulary every stage and both
+    runtimes take, `auto` (CUDA where there is one), `cpu`, `cuda` or `cuda:<index>`. Read
+    without torch, so the ONNX path needs none."""
+    found = _DEVICE.fullmatch(str(device))
+    if not found or (found.group(2) is not None and found.group(1) != "cuda"):
+        raise ReidError(f"device={device}: expected auto, cpu, cuda or cuda:<index>")
+    return found.group(1), None if found.group(2) is None else int(found.group(2))
+
+
+@dataclass(frozen=True)
+class DeviceName:
+    """A device in `parse_device`'s vocabulary."""
+
+    def problem(self, value: str) -> str | None:
+        """Why `value` names no device (None when it names one)."""
+        try:
+            parse_device(value)
+        except ReidError:
+            return "expected auto, cpu, cuda or cuda:<index>"
+        return None
+
+    def __str__(self) -> str:
+        return "auto, cpu, cuda or cuda:<index>"
+
+
 PositiveInt = Annotated[int, Range(lo=1)]
 Count = Annotated[int, Range(lo=0)]  # zero allowed
 Positive = Annotated[float, Range(lo=0, lo_open=True)]
@@ -114,7 +144,8 @@ NonNegative = Annotated[float, Range(lo=0)]
 Probability = Annotated[float, Range(lo=0, hi=1)]
 Finite = Annotated[float, Range()]  # any finite number
 Folder = Annotated[str, FolderName()]
-Rule = Range | FolderName | Items | ExistingFile
+Device = Annotated[str, DeviceName()]
+Rule = Range | FolderName | Items | ExistingFile | DeviceName
 
 
 def shown(value: Any) -> str:
@@ -286,10 +317,10 @@ def _has_choice(kind: Any) -> bool:
 def finite_matrix(m: Any, name: str, shape: tuple[int | None, int | None] = (None, None),
                   dtype: type | None = np.float32, sizes: str = "") -> np.ndarray:
     """`m` as a 2-D array of finite real numbers in `dtype` (None: a float dtype kept, integers as
-    float64), of `shape` where it says a size (`sizes` says what sets it); else a ReidError naming `name`. The one check of
-    every matrix that enters (features, distance blocks, saved matrices), so each refuses the
-    same things in the same words; finiteness is read from the minimum and maximum, which NaN
-    propagates, so no N x N temporary is made."""
+    float64), of `shape` where it says a size (`sizes` says what sets it); else a ReidError
+    naming `name`. The one check of every matrix that enters (features, distance blocks, saved
+    matrices), so each refuses the same things in the same words; finiteness is read from the
+    minimum and maximum, which NaN propagates, so no N x N temporary is made."""
     m = np.asarray(m)
     if m.ndim != 2:
         raise ReidError(f"{name}: expected a 2-D matrix, got shape {m.shape}")

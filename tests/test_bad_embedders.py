@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import run_script
+from helpers import export, run_script, save_jpegs, write_checkpoint
 from reid.api import Embedder, OnnxEmbedder
 from reid.embedding import BaseEmbedder, scaled_sizes
 from reid.errors import ReidError
@@ -21,8 +21,6 @@ from reid.images import DataConfig
 from reid.models import build_encoder
 from reid.onnx_export import export_graph, graph_opset
 from reid.synthetic.crops import sample_crops
-from test_api import save_jpegs, write_checkpoint
-from test_export import export, vit_export  # noqa: F401  (the module's export of a random test_vit)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +143,7 @@ BAD_FIELDS = [
 
 
 @pytest.fixture(scope="module")
-def graph_copy(vit_export, tmp_path_factory):  # noqa: F811
+def graph_copy(vit_export, tmp_path_factory):
     """A copy of the exported graph, whose sidecar each test rewrites; and the good sidecar."""
     root, _ = vit_export
     folder = tmp_path_factory.mktemp("sidecars")
@@ -173,10 +171,10 @@ def test_a_missing_sidecar_field_is_named(graph_copy):
         OnnxEmbedder(path)
 
 
-@pytest.mark.parametrize("device,message", [("banana", "device=banana: expected cpu, cuda or cuda:<index>"),
-                                            ("cuda:x", "device=cuda:x: expected cpu, cuda or cuda:<index>"),
+@pytest.mark.parametrize("device,message", [("banana", "device=banana: expected auto, cpu, cuda or cuda:<index>"),
+                                            ("cuda:x", "device=cuda:x: expected auto, cpu, cuda or cuda:<index>"),
                                             ("cuda:7", "device=cuda:7 but this onnxruntime has no CUDA provider")])
-def test_a_bad_onnx_device_is_blamed_not_the_model(vit_export, tmp_path, device, message):  # noqa: F811
+def test_a_bad_onnx_device_is_blamed_not_the_model(vit_export, tmp_path, device, message):
     root, _ = vit_export
     if device == "cuda:7":
         import onnxruntime
@@ -191,7 +189,7 @@ def test_a_bad_onnx_device_is_blamed_not_the_model(vit_export, tmp_path, device,
 
 # 15. What embed takes
 
-def test_one_image_or_path_instead_of_a_list_is_refused_in_one_line(lite0, vit_export, tmp_path):  # noqa: F811
+def test_one_image_or_path_instead_of_a_list_is_refused_in_one_line(lite0, vit_export, tmp_path):
     path = save_jpegs(tmp_path, sample_crops(1, seed=2))[0]
     graph = OnnxEmbedder(vit_export[0] / "model.onnx")
     for images, kind in [(str(path), "str"), (path, "PosixPath"), (path.read_bytes(), "bytes"),
@@ -264,19 +262,19 @@ def test_export_says_images_is_a_file_before_loading_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("opset", ["17", "26", "99"])
-def test_export_refuses_opsets_it_cannot_write_naming_those_it_can(vit_export, tmp_path, opset):  # noqa: F811
+def test_export_refuses_opsets_it_cannot_write_naming_those_it_can(vit_export, tmp_path, opset):
     result = export(vit_export[1], tmp_path / "m.onnx", f"--opset={opset}")
     assert result.returncode == 1 and f"--opset={opset}: expected at least 18 and at most 25" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_writes_the_asked_opset_under_a_folder_it_creates(vit_export, tmp_path):  # noqa: F811
+def test_export_writes_the_asked_opset_under_a_folder_it_creates(vit_export, tmp_path):
     out = tmp_path / "deploy" / "v1" / "model.onnx"
     result = export(vit_export[1], out, "--opset=20")
     assert result.returncode == 0, result.stderr
     assert graph_opset(out) == 20 and json.loads(out.with_suffix(".json").read_text())["opset"] == 20
 
 
-def test_an_opset_the_exporter_falls_back_from_is_refused(vit_export, tmp_path):  # noqa: F811
+def test_an_opset_the_exporter_falls_back_from_is_refused(vit_export, tmp_path):
     with pytest.raises(ReidError, match="could not convert test_vit to opset 26 .it wrote 18.: export with --opset=18"):
         export_graph(Embedder.from_checkpoint(vit_export[1]), sample_crops(2), tmp_path / "m.onnx", 26)
