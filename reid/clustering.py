@@ -22,7 +22,7 @@ Pipeline, every step in memory proportional to N times the neighbourhood size (n
    similar identity becomes one of its own. Repeated until the assignment settles (at most
    `iterations` times). This places HDBSCAN's noise and ejects the crop that breaks a
    constraint. Then identities that are as similar to each other as within themselves, with
-   no group in common, are merged (`merge`), and the assignment runs once more.
+   no group in common, are merged (`merged`), and the assignment runs once more.
 
 **Confidence** of crop i: own / (own + other), where own is its mean similarity to the other
 members of its identity and other the highest mean similarity to any other identity (a crop
@@ -57,6 +57,8 @@ on 2 CPU cores, with a peak of about 170 MiB allocated by `identify`.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
@@ -65,35 +67,33 @@ from sklearn.cluster import HDBSCAN
 from reid.distance import as_features, block_rows
 from reid.errors import ReidError
 from reid.rerank import JointFeatures, _expand, _query_expansion, _reciprocal_sets, _weights, smallest
+from reid.rules import Positive, PositiveInt, Range, checked
 
 _BLOCK = 1 << 21  # entries per block of distance rows (8 MiB of float32; the block's temporaries are a few times that)
 _PAIRS = 1 << 13  # candidate pairs per chunk of the Jaccard step (two gathered row sets of about 100 entries each)
 _TINY = 1e-9  # stands for a zero distance: a sparse graph drops stored zeros
-_DEFAULTS = {"min_cluster_size": 5, "min_samples": 1, "iterations": 10, "merge": 0.75}
+ClusterSize = Annotated[int, Range(lo=2)]  # HDBSCAN's smallest cluster: one crop is no cluster
 
 
-def identify(features: np.ndarray, groups: np.ndarray | None = None, k1: int = 20, k2: int = 6,
-             **method_params: float) -> tuple[np.ndarray, np.ndarray]:
+@checked
+def identify(features: np.ndarray, groups: np.ndarray | None = None, k1: PositiveInt = 20, k2: PositiveInt = 6, *,
+             min_cluster_size: ClusterSize = 5, min_samples: PositiveInt = 1, iterations: PositiveInt = 10,
+             merge: Positive = 0.75) -> tuple[np.ndarray, np.ndarray]:
     """(labels (N,) int64 identities 0..K-1 numbered largest first, confidence (N,) float32 in [0, 1]).
 
     `groups` (N,) int64: crops with the same value (sequence, frame) are never one identity;
     -1 is unknown (no constraint). `k1`, `k2`: the re-ranking's neighbourhood sizes.
-    `method_params`: `min_cluster_size` (5) and `min_samples` (1) of HDBSCAN, `iterations` (10)
-    of the constrained reassignment, `merge` (0.75), the similarity ratio at which two
-    identities become one (see `merge`).
+    `min_cluster_size` and `min_samples` are HDBSCAN's, `iterations` those of the constrained
+    reassignment, `merge` the similarity ratio at which two identities become one (see `merged`).
     """
     x = as_features(features)
     n = len(x)
     gid = _group_ids(groups, n)
-    params = _params(method_params)
-    if k1 < 1 or k2 < 1:
-        raise ReidError(f"k1 and k2 must be at least 1 (got k1={k1}, k2={k2})")
     if n < 2:
         return np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.float32)
     sim = similarity_graph(x, gid, k1, k2)
-    labels = _hdbscan(sim, params["min_cluster_size"], params["min_samples"])
-    labels = reassign(sim, labels, gid, params["iterations"])
-    labels = reassign(sim, merge(sim, labels, gid, params["merge"]), gid, params["iterations"])
+    labels = reassign(sim, _hdbscan(sim, min_cluster_size, min_samples), gid, iterations)
+    labels = reassign(sim, merged(sim, labels, gid, merge), gid, iterations)
     return _by_size(labels), confidence(sim, labels)
 
 
@@ -104,19 +104,6 @@ def frame_groups(sequence: np.ndarray, frame: np.ndarray, folder: np.ndarray | N
     keys = [sequence, frame] if folder is None else [folder, sequence, frame]
     pairs = np.stack([np.asarray(k, dtype=np.int64) for k in keys], axis=1)
     return np.unique(pairs, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
-
-
-def _params(given: dict[str, float]) -> dict[str, float]:
-    """The method parameters with defaults filled in; unknown names and impossible values are errors."""
-    unknown = set(given) - set(_DEFAULTS)
-    if unknown:
-        raise ReidError(f"unknown parameter(s) {sorted(unknown)}: use {sorted(_DEFAULTS)}")
-    params = {**_DEFAULTS, **given}
-    for name in ("min_cluster_size", "min_samples", "iterations"):
-        params[name] = int(params[name])
-    if params["min_cluster_size"] < 2 or params["min_samples"] < 1 or params["iterations"] < 1 or params["merge"] <= 0:
-        raise ReidError(f"need min_cluster_size >= 2, min_samples >= 1, iterations >= 1, merge > 0 (got {params})")
-    return params
 
 
 def _group_ids(groups: np.ndarray | None, n: int) -> np.ndarray:
@@ -319,7 +306,7 @@ def reassign(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, iterations
     return labels
 
 
-def merge(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, ratio: float) -> np.ndarray:
+def merged(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, ratio: float) -> np.ndarray:
     """Identities A and B become one when no group has a crop in both and their crops are, on
     average, at least `ratio` times as similar across (A, B) as within the less coherent of the
     two (a single crop has no coherence of its own; two single crops need a similarity of `ratio`).

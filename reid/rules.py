@@ -290,7 +290,10 @@ def checked(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(*args, **kwargs)
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:  # an unknown or missing argument, named as Python names it
+            raise ReidError(f"{fn.__name__}(): {exc}") from None
         hints = _hints(fn)
         for name, value in bound.arguments.items():
             kind = hints.get(name)
