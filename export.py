@@ -20,11 +20,11 @@ from typing import Annotated
 
 from reid.api import OnnxEmbedder, open_embedder
 from reid.config import format_config, run
-from reid.data import list_images
 from reid.embedder import Embedder
 from reid.errors import ReidError
 from reid.files import move_into_place, require_writable, write_json
 from reid.images import SUFFIXES, ImageLike
+from reid.layouts import list_images
 from reid.onnx_embedder import sidecar_path
 from reid.onnx_export import OPSETS, VERIFY_BATCHES, export_graph, max_differences, sidecar
 from reid.outputs import held, staging_folder

@@ -21,12 +21,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from reid.config import format_config, run
-from reid.data import build_challenge_df, build_train_df, image_paths, with_folds
+from reid.data import image_paths, with_folds
 from reid.errors import ReidError
 from reid.files import require_writable
 from reid.images import require_images
 from reid.io import write_csv
-from reid.layouts import detect_layout, scan_folders, scan_market1501, unmatched_queries
+from reid.layouts import (
+    build_challenge_df,
+    detect_layout,
+    scan_folders,
+    scan_labelled,
+    scan_market1501,
+    unmatched_queries,
+)
 from reid.rules import Checked, Range
 
 Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
@@ -49,7 +56,7 @@ def main(cfg: Config) -> None:
     print(f"layout    {layout}" + (" (detected)" if cfg.layout == "auto" else ""))
     players = None  # the folders layout's player numbers, written with the partitions
     if layout == "official":
-        train_df = build_train_df(root, cfg.n_folds)
+        train_df = with_folds(scan_labelled(root), cfg.n_folds)
         challenge_df = build_challenge_df(root)  # both built, so a bad challenge name writes nothing
     elif layout == "market1501":
         scanned, junk = scan_market1501(root)

@@ -15,7 +15,7 @@ The run counts as:
 
 The two ways alternate, run by run, so a slow spell of the machine hits both alike:
 
-- now: `reid.data.make_loader`, each epoch's iterator closed as `train_epoch` closes it;
+- now: `reid.loader.make_loader`, each epoch's iterator closed as `train_epoch` closes it;
 - before: `make_loader` as committed at `--reference` (git), each epoch's iterator dropped
   as `train_epoch` dropped it then.
 
@@ -36,14 +36,15 @@ from dataclasses import dataclass
 import torch
 
 from bench.common import REPO, load_revision
-from reid.config import Count, PositiveInt, run
-from reid.data import make_loader
+from reid.config import run
+from reid.loader import make_loader
+from reid.rules import Checked, Count, PositiveInt
 
 PATIENCE = 10.0  # seconds a child may take to end after Ctrl-C before it counts as lost
 
 
 @dataclass
-class Config:
+class Config(Checked):
     runs: PositiveInt = 40  # presses for each way
     load: Count = 2  # busy processes running beside the children
     reference: str = "b5a5371"  # git revision whose make_loader is "before"; empty: now only

@@ -46,10 +46,11 @@ from sklearn.cluster import DBSCAN
 
 from reid import clustering
 from reid.api import Embedder
-from reid.config import Count, Positive, PositiveInt, format_config, run
-from reid.data import parse_name
+from reid.config import format_config, run
 from reid.errors import ReidError
+from reid.layouts import parse_name
 from reid.metrics import clustering_scores
+from reid.rules import Checked, Count, Positive, PositiveInt
 from reid.synthetic.crops import sample_crops
 
 EPS = np.linspace(0.01, 1.5, 150)  # the eps grid searched against the ground truth
@@ -59,7 +60,7 @@ TTA = (((1.0,), False), ((1.0,), True), ((1.0, 1.125), False), ((1.0, 1.25), Fal
 
 
 @dataclass
-class Config:
+class Config(Checked):
     data_dir: Path = Path("data/synthetic")  # the demo's synthetic data: <data_dir>/data_reid/
     checkpoint: Path = Path("checkpoints/demo/lite0_128")  # the demo's trained model
     scales: tuple[Positive, ...] = (1.0, 1.25)  # test-time scales, as identify.py's default

@@ -22,15 +22,18 @@ import torch
 
 from reid.api import Embedder
 from reid.config import format_config, run
-from reid.data import GROUND_TRUTH, image_paths, list_images, parse_name
+from reid.data import image_paths
 from reid.errors import ReidError
 from reid.images import read_image
+from reid.layouts import list_images, parse_name
 from reid.metrics import evaluate
 from reid.models import create_efficientnet_lite0, efficientnet_lite0_data_config
+from reid.rules import Checked
+from reid.splits import GROUND_TRUTH
 
 
 @dataclass
-class Config:
+class Config(Checked):
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/
     img_size: int = 224  # input side of efficientnet_lite0 (resize keeping aspect ratio, pad)
     raw_height: int = 32  # raw-pixel baseline: crops downscaled to this height ...

@@ -1,168 +1,29 @@
-"""File names, CSV partitions, datasets and the unique-player batch sampler.
+"""The training data: the CSV partitions and their folds, the pair dataset and the unique-player
+batch sampler.
 
-Names follow the official layout: `{player}_{sequence}_{frame}.jpeg` in the training and
-test folders (frame `00` is the query), `{id}.jpeg` in the challenge folders.
+The partitions are what every layout's scanner (reid.layouts) turns a dataset into; the
+evaluation splits (reid.splits) and the Ctrl-C-safe loader (reid.loader) are read from them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
-import signal
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from reid.errors import ReidError
 from reid.images import read_image
 from reid.io import read_table
 
-IMAGE_SUFFIXES = (".jpeg", ".jpg")
-_LABELLED = re.compile(r"^(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
-_ANONYMOUS = re.compile(r"^(\d+)\.jpe?g$", re.IGNORECASE)
-
 TRAIN_COLUMNS = {"img_id": str, "folder": str, "player": int, "game": int, "split": str, "img_type": str, "fold": int}
 CHALLENGE_COLUMNS = {"img_id": str, "player": int, "img_type": str}
 OPTIONAL_COLUMNS = {"camera": int}  # where the layout knows each image's camera (Market-1501)
-
-# (folder under the data root, split, image type or None when the frame number decides)
-LABELLED_FOLDERS = [
-    ("reid_training", "train", None),
-    ("reid_test/query", "test", "q"),
-    ("reid_test/gallery", "test", "g"),
-]
-CHALLENGE_FOLDERS = [("reid_challenge/query", "q"), ("reid_challenge/gallery", "g")]
-
-
-class ParsedName(NamedTuple):
-    player: int
-    sequence: int
-    frame: int
-
-
-def parse_name(name: str) -> ParsedName:
-    """Split `{player}_{sequence}_{frame}.jpeg` into its three numbers."""
-    match = _LABELLED.match(name)
-    if not match:
-        raise ReidError(f"{name!r} does not follow {{player}}_{{sequence}}_{{frame}}.jpeg")
-    return ParsedName(*map(int, match.groups()))
-
-
-def parse_challenge_name(name: str) -> int:
-    """The anonymous integer id of a challenge image `{id}.jpeg`."""
-    match = _ANONYMOUS.match(name)
-    if not match:
-        raise ReidError(f"{name!r} does not follow {{id}}.jpeg")
-    return int(match.group(1))
-
-
-def _ignore_sigint(_: int) -> None:
-    """In a loader worker: leave Ctrl-C to the main process, which stops the workers itself."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def ctrl_c_held() -> Iterator[None]:
-    """Hold a Ctrl-C until the block ends, then raise it; a second one is raised at once.
-
-    Python swallows a KeyboardInterrupt raised in an at-fork hook or a finaliser, where torch
-    starts and stops loader workers, and the run would go on; one raised while a batch is
-    handed over leaves a worker printing a traceback. Outside the main thread, or where a
-    program installed its own Ctrl-C handler, the block runs as it is.
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    pressed = False
-
-    def hold(signum: int, frame: Any) -> None:
-        nonlocal pressed
-        if pressed:
-            raise KeyboardInterrupt
-        pressed = True
-
-    signal.signal(signal.SIGINT, hold)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if pressed:
-            raise KeyboardInterrupt
-
-
-_END = object()
-
-
-class _Loader(DataLoader):
-    """A DataLoader whose workers start, hand over each batch and stop with Ctrl-C held."""
-
-    def __iter__(self) -> Iterator[Any]:
-        batches = None
-        try:
-            with ctrl_c_held():
-                batches = super().__iter__()
-            while True:
-                with ctrl_c_held():
-                    batch = next(batches, _END)
-                if batch is _END:
-                    return
-                yield batch
-        finally:
-            with ctrl_c_held():
-                batches = None  # the workers stop here, not later in a finaliser
-
-
-def make_loader(dataset: Dataset, **kwargs: Any) -> DataLoader:
-    """A DataLoader whose workers ignore Ctrl-C and whose main process never loses one, so an
-    interrupted run ends with one line. Run an iterator to its end or close it: one left to
-    the garbage collector stops its workers in a finaliser, where a Ctrl-C is lost."""
-    return _Loader(dataset, worker_init_fn=_ignore_sigint, **kwargs)
-
-
-def list_images(folder: Path) -> list[str]:
-    """File names in `folder`, sorted; hidden files are skipped, anything else is kept, broken
-    links too (the image check names them, where skipping them would lose images unsaid)."""
-    if not folder.is_dir():
-        raise ReidError(f"missing folder {folder}")
-    return sorted(p.name for p in folder.iterdir()
-                  if (p.is_file() or (p.is_symlink() and not p.exists())) and not p.name.startswith("."))
-
-
-def _malformed(folder: Path, names: list[str], pattern: re.Pattern, form: str) -> str | None:
-    bad = [n for n in names if not pattern.match(n)]
-    if not bad:
-        return None
-    shown = ", ".join(bad[:10])
-    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-    return f"{folder}: {len(bad)} file names do not follow {form}: {shown}{more}"
-
-
-def scan_labelled(root: Path) -> pd.DataFrame:
-    """One row per training and test image, without folds; bad names are one error listing them."""
-    rows, problems = [], []
-    for folder, split, img_type in LABELLED_FOLDERS:
-        names = list_images(root / folder)
-        if not names:
-            raise ReidError(f"empty folder {root / folder}")
-        problem = _malformed(root / folder, names, _LABELLED, "{player}_{sequence}_{frame}.jpeg")
-        if problem:
-            problems.append(problem)
-            continue
-        for name in names:
-            player, sequence, frame = parse_name(name)
-            kind = img_type or ("q" if frame == 0 else "g")
-            rows.append((name, folder, player, sequence, split, kind))
-    if problems:
-        raise ReidError("\n".join(problems))
-    return pd.DataFrame(rows, columns=list(TRAIN_COLUMNS)[:-1])
 
 
 def assign_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
@@ -191,36 +52,6 @@ def with_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
     df = df.sort_values(["split", "folder", "img_id"], kind="stable").reset_index(drop=True)
     columns = list(TRAIN_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df.columns]
     return assign_folds(df, n_folds)[columns]
-
-
-def build_train_df(root: Path, n_folds: int) -> pd.DataFrame:
-    """The `train_df.csv` partition of the official layout."""
-    return with_folds(scan_labelled(root), n_folds)
-
-
-def build_challenge_df(root: Path) -> pd.DataFrame | None:
-    """The `challenge_df.csv` partition, or None when the data have no challenge split.
-
-    The challenge has no labels: `player` holds each image's anonymous id, which is the id
-    the submission uses; `img_id` is the path relative to the data root.
-    """
-    if not (root / "reid_challenge").is_dir():
-        return None
-    rows, problems = [], []
-    for folder, img_type in CHALLENGE_FOLDERS:
-        names = list_images(root / folder)
-        if not names:
-            raise ReidError(f"empty folder {root / folder}: a challenge split needs queries and a gallery "
-                            f"(remove {root / 'reid_challenge'} to go without one)")
-        problem = _malformed(root / folder, names, _ANONYMOUS, "{id}.jpeg")
-        if problem:
-            problems.append(problem)
-            continue
-        rows += [(f"{folder}/{n}", parse_challenge_name(n), img_type) for n in names]
-    if problems:
-        raise ReidError("\n".join(problems))
-    df = pd.DataFrame(rows, columns=list(CHALLENGE_COLUMNS))
-    return df.sort_values(["img_type", "player"], ascending=[False, True]).reset_index(drop=True)
 
 
 def load_partition(path: Path, columns: dict[str, type] = TRAIN_COLUMNS,
@@ -380,59 +211,3 @@ def _plan(labels_bytes: bytes, dtype: str, global_batch: int, seed: int, epoch: 
         seeds = rng.integers(2**31, size=global_batch)
         batches.append(np.stack([picked, seeds], axis=1))
     return np.array(batches, dtype=np.int64).reshape(-1, global_batch, 2)
-
-
-@dataclass
-class SplitImages:
-    """The queries and gallery of one split as predict.py scores them.
-
-    `df` lists queries first, then the gallery, with `img_id` relative to the data root,
-    `id` the integer id the matrices and submission use, and `player` the label, or -1; and
-    `camera` where the layout records cameras.
-    """
-
-    name: str
-    df: pd.DataFrame
-    labelled: bool
-
-    @property
-    def query(self) -> pd.DataFrame:
-        return self.df[self.df["img_type"] == "q"]
-
-    @property
-    def gallery(self) -> pd.DataFrame:
-        return self.df[self.df["img_type"] == "g"]
-
-    @property
-    def cameras(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(query cameras, gallery cameras) for camera-aware evaluation, or (None, None)."""
-        if "camera" not in self.df.columns:
-            return None, None
-        return self.query["camera"].to_numpy(), self.gallery["camera"].to_numpy()
-
-
-GROUND_TRUTH = "reid_challenge/ground_truth.csv"
-
-
-def load_split(root: Path, split: str) -> SplitImages:
-    """`test` (labelled; ids are positions, queries first) or `challenge` (anonymous ids, and
-    labels only where a `ground_truth.csv` exists, as for synthetic data)."""
-    if split == "test":
-        df = load_partition(root / "train_df.csv")
-        df = df[df["split"] == "test"].sort_values(["img_type", "folder", "img_id"], ascending=[False, True, True])
-        df = pd.DataFrame({"img_id": df["folder"] + "/" + df["img_id"], "img_type": df["img_type"],
-                           "player": df["player"], **{c: df[c] for c in OPTIONAL_COLUMNS if c in df.columns}})
-        return SplitImages(split, df.assign(id=np.arange(len(df))).reset_index(drop=True), True)
-    if split == "challenge":
-        path = root / "challenge_df.csv"
-        df = load_partition(path, CHALLENGE_COLUMNS, keys=["img_id", "player"]).rename(columns={"player": "id"})
-        truth = root / GROUND_TRUTH
-        if not truth.is_file():
-            return SplitImages(split, df.assign(player=-1), False)
-        labels = read_table(truth, {"img_id": str, "player": int}, keys=["img_id"])[["img_id", "player"]]
-        df = df.merge(labels, on="img_id", how="left", validate="one_to_one")
-        if df["player"].isna().any():
-            missing = df.loc[df["player"].isna(), "img_id"]
-            raise ReidError(f"{truth}: no player for {len(missing)} images, e.g. {missing.iloc[0]}")
-        return SplitImages(split, df.astype({"player": int}), True)
-    raise ReidError(f"unknown split {split!r}: use test or challenge")

@@ -8,7 +8,6 @@ only rank 0 evaluates, prints and writes. `last.pt` holds all that an exact resu
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -19,7 +18,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-from timm.scheduler import PolyLRScheduler
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.scheduler.scheduler import Scheduler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -32,16 +33,16 @@ from reid.data import (
     identities,
     image_paths,
     load_partition,
-    make_loader,
     split_fold,
 )
-from reid.device import RankContext, amp_dtype, amp_note, autocast, distributed
+from reid.device import Amp, RankContext, amp_dtype, amp_note, autocast, distributed
 from reid.distance import sq_euclidean
 from reid.embedder import Embedder
 from reid.errors import ReidError
 from reid.files import require_writable, write_with
 from reid.images import require_images
 from reid.io import write_csv
+from reid.loader import make_loader
 from reid.losses import IDLoss, InfoNCE
 from reid.metrics import evaluate
 from reid.models import Pretrained, build_encoder, load_checkpoint
@@ -93,7 +94,7 @@ class TrainConfig(Checked):
     flip_p: Probability = 0.5  # probability of flipping a pair (both images together)
     fold: Fold = -1  # -1: train on split train, validate on split test; k: validate on fold k
     seed: Count = 1  # model init, batch order and augmentation
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # mixed precision on CUDA; CPU runs fp32
+    amp: Amp = "bf16"  # mixed precision on CUDA; CPU runs fp32
     grad_checkpointing: bool = False  # trade compute for memory on large backbones
     num_workers: Count = 4  # data loader processes per rank
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
@@ -114,6 +115,11 @@ class Siamese(nn.Module):
     def forward(self, q: torch.Tensor, g: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         fq, fg = self.encoder(torch.cat([q, g])).chunk(2)
         return self.criterion(fq, fg, labels)
+
+    def no_weight_decay(self) -> set[str]:
+        """What the backbone declares undecayed (timm's convention), under this module's names,
+        for `create_optimizer_v2`."""
+        return {f"encoder.{name}" for name in getattr(self.encoder, "no_weight_decay", set)()}
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -199,20 +205,23 @@ def validation_metrics(embedder: Embedder, paths: list[Path], ids: np.ndarray, i
     return out
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_per_epoch: int) -> PolyLRScheduler:
-    """Linear warm-up from 0 to `lr`, then polynomial decay to `lr_end`, stepped per update."""
-    total = cfg.epochs * updates_per_epoch
-    warmup = min(int(round(cfg.warmup_epochs * updates_per_epoch)), total - 1)
-    # A one-update decay makes timm warn about *cosine* annealing: misleading on a poly schedule.
-    timm_log = logging.getLogger("timm.scheduler.poly_lr")
-    level = timm_log.level
-    timm_log.setLevel(logging.ERROR)
-    try:
-        return PolyLRScheduler(optimizer, t_initial=max(total - warmup, 1), power=cfg.poly_power,
-                               lr_min=cfg.lr_end, warmup_t=warmup, warmup_lr_init=0.0,
-                               warmup_prefix=True, t_in_epochs=False)
-    finally:
-        timm_log.setLevel(level)
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW from timm's factory, which decays only the weight matrices: InfoNCE's temperature,
+    biases, norms and what the backbone declares in `no_weight_decay` (position embeddings,
+    class tokens) train undecayed, as timm and open_clip train them."""
+    return create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_per_epoch: int) -> Scheduler:
+    """timm's poly schedule, stepped per update: a linear warm-up from 0 to `lr` over whole
+    updates (leaving at least one to decay), then polynomial decay that reaches `lr_end` at the
+    last update of epoch `epochs`."""
+    warmup = min(round(cfg.warmup_epochs * updates_per_epoch), cfg.epochs * updates_per_epoch - 1)
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched="poly", num_epochs=cfg.epochs - warmup / updates_per_epoch,
+        warmup_epochs=warmup / updates_per_epoch, warmup_prefix=True, warmup_lr=0.0, min_lr=cfg.lr_end,
+        decay_rate=cfg.poly_power, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    return scheduler
 
 
 PEER_LOST = ("closed by peer", "reset by peer", "Broken pipe")  # how gloo reports a rank that exited
@@ -282,7 +291,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     if updates == 0:
         raise ReidError(f"an epoch has {micro_batches} batches of {cfg.batch_size} x {ctx.world_size}: "
                         f"fewer than accum_steps={cfg.accum_steps}; lower batch_size or accum_steps")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, updates)
     dtype = amp_dtype(cfg.amp, ctx.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
@@ -292,6 +301,9 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
     if ckpt is not None:
         model.encoder.load_state_dict(ckpt["model"])
         model.criterion.load_state_dict(ckpt["criterion"])
+        if len(ckpt["optimizer"]["param_groups"]) != len(optimizer.param_groups):
+            raise ReidError(f"{run_dir / LAST} holds the optimizer state of an earlier version (one weight "
+                            "decay for all parameters), which cannot resume exactly; train a new run")
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -347,7 +359,7 @@ def _fit(cfg: TrainConfig, ctx: RankContext) -> Path:
 
 
 def train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                scheduler: PolyLRScheduler, scaler: torch.amp.GradScaler, cfg: TrainConfig,
+                scheduler: Scheduler, scaler: torch.amp.GradScaler, cfg: TrainConfig,
                 ctx: RankContext, dtype: torch.dtype | None, epoch: int, updates: int) -> float:
     """`updates` optimiser steps; returns the mean loss over all ranks."""
     net.train()

@@ -1,9 +1,10 @@
-"""Datasets on disk in other layouts than the official one, read into the same partition.
+"""Every layout of a dataset on disk, each read by its scanner into the same partition.
 
 preprocess_data.py detects the layout under the data root and writes `train_df.csv` the same
 way for each, so no later stage knows layouts:
 
-- `official`: `reid_training/`, `reid_test/{query,gallery}/` (reid.data).
+- `official`: `reid_training/`, `reid_test/{query,gallery}/` and optionally
+  `reid_challenge/{query,gallery}/` (the challenge partition, `challenge_df.csv`).
 - `folders`: `train/<player>/<image>` and optionally `test/<player>/<image>`, with an optional
   level of sequence folders, `<split>/<player>/<sequence>/<image>`, or a `sequences.csv`
   (image,sequence,frame; image as `train/<player>/<file>`) beside them. Query roles: the first
@@ -23,15 +24,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from reid.data import LABELLED_FOLDERS, TRAIN_COLUMNS, list_images
+from reid.data import CHALLENGE_COLUMNS, TRAIN_COLUMNS
 from reid.errors import ReidError
 from reid.images import SUFFIXES, find_images
 from reid.io import read_table
 
+# The official layout: `{player}_{sequence}_{frame}.jpeg` in the training and test folders (frame
+# `00` is the query), `{id}.jpeg` in the challenge folders.
+_LABELLED = re.compile(r"^(\d+)_(\d+)_(\d+)\.jpe?g$", re.IGNORECASE)
+_ANONYMOUS = re.compile(r"^(\d+)\.jpe?g$", re.IGNORECASE)
+# (folder under the data root, split, image type or None when the frame number decides)
+LABELLED_FOLDERS = [
+    ("reid_training", "train", None),
+    ("reid_test/query", "test", "q"),
+    ("reid_test/gallery", "test", "g"),
+]
+CHALLENGE_FOLDERS = [("reid_challenge/query", "q"), ("reid_challenge/gallery", "g")]
 MARKET_FOLDERS = [("bounding_box_train", "train"), ("query", "test"), ("bounding_box_test", "test")]
 _MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 JUNK, DISTRACTOR = -1, 0
@@ -50,6 +63,91 @@ def detect_layout(root: Path) -> str:
         expected = "; ".join(f"{name}: {root / marker}/" for name, marker in LAYOUTS.items())
         raise ReidError(f"{root} matches no layout; expected one of {expected}")
     return found[0]
+
+
+class ParsedName(NamedTuple):
+    player: int
+    sequence: int
+    frame: int
+
+
+def parse_name(name: str) -> ParsedName:
+    """Split `{player}_{sequence}_{frame}.jpeg` into its three numbers."""
+    match = _LABELLED.match(name)
+    if not match:
+        raise ReidError(f"{name!r} does not follow {{player}}_{{sequence}}_{{frame}}.jpeg")
+    return ParsedName(*map(int, match.groups()))
+
+
+def parse_challenge_name(name: str) -> int:
+    """The anonymous integer id of a challenge image `{id}.jpeg`."""
+    match = _ANONYMOUS.match(name)
+    if not match:
+        raise ReidError(f"{name!r} does not follow {{id}}.jpeg")
+    return int(match.group(1))
+
+
+def list_images(folder: Path) -> list[str]:
+    """File names in `folder`, sorted; hidden files are skipped, anything else is kept, broken
+    links too (the image check names them, where skipping them would lose images unsaid)."""
+    if not folder.is_dir():
+        raise ReidError(f"missing folder {folder}")
+    return sorted(p.name for p in folder.iterdir()
+                  if (p.is_file() or (p.is_symlink() and not p.exists())) and not p.name.startswith("."))
+
+
+def _malformed(folder: Path, names: list[str], pattern: re.Pattern, form: str) -> str | None:
+    bad = [n for n in names if not pattern.match(n)]
+    if not bad:
+        return None
+    shown = ", ".join(bad[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return f"{folder}: {len(bad)} file names do not follow {form}: {shown}{more}"
+
+
+def scan_labelled(root: Path) -> pd.DataFrame:
+    """One row per training and test image, without folds; bad names are one error listing them."""
+    rows, problems = [], []
+    for folder, split, img_type in LABELLED_FOLDERS:
+        names = list_images(root / folder)
+        if not names:
+            raise ReidError(f"empty folder {root / folder}")
+        problem = _malformed(root / folder, names, _LABELLED, "{player}_{sequence}_{frame}.jpeg")
+        if problem:
+            problems.append(problem)
+            continue
+        for name in names:
+            player, sequence, frame = parse_name(name)
+            kind = img_type or ("q" if frame == 0 else "g")
+            rows.append((name, folder, player, sequence, split, kind))
+    if problems:
+        raise ReidError("\n".join(problems))
+    return pd.DataFrame(rows, columns=list(TRAIN_COLUMNS)[:-1])
+
+
+def build_challenge_df(root: Path) -> pd.DataFrame | None:
+    """The `challenge_df.csv` partition, or None when the data have no challenge split.
+
+    The challenge has no labels: `player` holds each image's anonymous id, which is the id
+    the submission uses; `img_id` is the path relative to the data root.
+    """
+    if not (root / "reid_challenge").is_dir():
+        return None
+    rows, problems = [], []
+    for folder, img_type in CHALLENGE_FOLDERS:
+        names = list_images(root / folder)
+        if not names:
+            raise ReidError(f"empty folder {root / folder}: a challenge split needs queries and a gallery "
+                            f"(remove {root / 'reid_challenge'} to go without one)")
+        problem = _malformed(root / folder, names, _ANONYMOUS, "{id}.jpeg")
+        if problem:
+            problems.append(problem)
+            continue
+        rows += [(f"{folder}/{n}", parse_challenge_name(n), img_type) for n in names]
+    if problems:
+        raise ReidError("\n".join(problems))
+    df = pd.DataFrame(rows, columns=list(CHALLENGE_COLUMNS))
+    return df.sort_values(["img_type", "player"], ascending=[False, True]).reset_index(drop=True)
 
 
 def parse_market_name(folder: Path, name: str) -> tuple[int, int, int]:

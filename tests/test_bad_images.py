@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import call, dataset_files, run_script, write_tree
-from reid.data import assign_folds, list_images
+from helpers import SMOKE_TRAIN, call, dataset_files, run_script, write_checkpoint, write_tree
+from reid.data import assign_folds
 from reid.errors import ReidError
 from reid.images import as_rgb, find_images, image_problem, read_image, unreadable
+from reid.layouts import list_images
 from reid.synthetic.crops import sample_crops
-from test_api import write_checkpoint
 
 
 def image_bytes(image: np.ndarray, fmt: str, **options) -> bytes:
@@ -222,3 +222,29 @@ def test_identify_refuses_or_skips_what_cannot_be_decoded(tmp_path):
     skipped = call(*args, "--skip_bad=true")
     assert skipped.returncode == 0, skipped.stderr
     assert sorted(pd.read_csv(tmp_path / "out" / "identities.csv")["image"]) == [f"{i}.png" for i in range(6)]
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda data: b"", "empty file"),
+    (lambda data: data[:-10], "truncated JPEG"),
+    (lambda data: b"GIF89a not really", "cannot identify image file"),
+])
+def test_preprocess_lists_unreadable_images_and_writes_nothing(tmp_path, damage, words):
+    files = dataset_files()
+    bad = "reid_test/gallery/012_00_03.jpeg"
+    files[bad] = damage(files[bad])
+    write_tree(tmp_path / "data_reid", files)
+    result = call("preprocess_data.py", f"--data_dir={tmp_path}")
+    assert result.returncode == 1 and "1 unreadable images" in result.stderr and bad in result.stderr
+    assert words in result.stderr and not list((tmp_path / "data_reid").glob("*.csv"))
+
+
+def test_training_lists_an_unreadable_validation_image_before_the_first_epoch(official):
+    image = sorted((official / "data_reid" / "reid_test" / "gallery").iterdir())[0]
+    image.write_bytes(image.read_bytes()[:-10])
+    result = call("train_our_post_resnet.py", f"--data_dir={official}", f"--checkpoint_dir={official / 'ck'}",
+                  *SMOKE_TRAIN)
+    assert result.returncode == 1 and "1 unreadable images" in result.stderr and image.name in result.stderr
+    assert "steps per epoch on" not in result.stdout, "refused before the training loop was set up"
+    assert not (official / "ck").exists()
+

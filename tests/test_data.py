@@ -6,17 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import call, dataset_files, jpeg_bytes, write_tree
-from reid.data import (
-    PairDataset,
-    UniquePlayerBatchSampler,
-    load_partition,
-    parse_challenge_name,
-    parse_name,
-    split_fold,
-)
+from helpers import call, dataset_files, jpeg_bytes, write_tree
+from reid.data import PairDataset, UniquePlayerBatchSampler, load_partition, split_fold
 from reid.errors import ReidError
 from reid.images import DataConfig, preprocess, read_image
+from reid.layouts import parse_challenge_name, parse_name
 from reid.transforms import train_transform
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -10,15 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, call
-from reid.data import load_split
+from helpers import REPO, call, torchrun
+from reid.errors import ReidError
 from reid.io import load_matrix, read_submission
 from reid.metrics import evaluate
 from reid.models import load_checkpoint
 from reid.runs import images_fingerprint
-from test_train import torchrun
-
-pytestmark = pytest.mark.slow  # the module's fixture trains a model
+from reid.splits import load_split
 
 TINY = ["--model=test_vit", "--pretrained=false", "--img_size=32", "--num_workers=0",
         "--warmup_epochs=0", "--rerank_eval=false", "--epochs=1", "--max_steps_per_epoch=1",
@@ -43,6 +41,7 @@ def predict(root, data, *args):
                 "--batch_size=32", "--k1=5", "--k2=2", *args)
 
 
+@pytest.mark.slow
 def test_writes_matrices_ids_submissions_and_the_mean(setup):
     root, data = setup
     result = predict(root, data, f"--checkpoints={root / 'ck' / 'a'},{root / 'ck' / 'b' / 'best.pt'}")
@@ -74,6 +73,7 @@ def test_writes_matrices_ids_submissions_and_the_mean(setup):
     assert "mean  challenge" in result.stdout
 
 
+@pytest.mark.slow
 def test_scores_in_the_table_are_the_matrices_scores(setup):
     root, data = setup
     result = predict(root, data, f"--checkpoints={root / 'ck' / 'a'}", "--splits=test")
@@ -85,6 +85,7 @@ def test_scores_in_the_table_are_the_matrices_scores(setup):
     assert f"{100 * expected['mAP']:.2f}" in row
 
 
+@pytest.mark.slow
 def test_euclidean_rerank_input_and_the_sheet(setup):
     root, data = setup
     out = root / "euclid"
@@ -100,6 +101,7 @@ def test_euclidean_rerank_input_and_the_sheet(setup):
     assert (out / "a" / "test" / "ranked.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_refused(setup, tmp_path):
     root, data = setup
     ckpt = load_checkpoint(root / "ck" / "a" / "best.pt")
@@ -114,6 +116,7 @@ def test_a_checkpoint_of_another_model_is_refused(setup, tmp_path):
     assert result.returncode == 1 and "missing" in result.stderr
 
 
+@pytest.mark.slow
 def test_untrained_backbone_is_a_baseline_entry(setup):
     root, data = setup
     result = predict(root, data, "--checkpoints=pretrained:efficientnet_lite0@64,pretrained:efficientnet_lite0@32",
@@ -124,6 +127,7 @@ def test_untrained_backbone_is_a_baseline_entry(setup):
         assert f"pretrained_efficientnet_lite0_{size}  challenge" in result.stdout
 
 
+@pytest.mark.slow
 def test_last_pt_is_the_same_format_as_best_pt(setup, tmp_path):
     """A one-epoch run's last.pt holds best.pt's weights: predict.py and --pretrained take either."""
     root, data = setup
@@ -140,6 +144,7 @@ def test_last_pt_is_the_same_format_as_best_pt(setup, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_an_exported_model_predicts_what_its_checkpoint_does(setup):
     root, data = setup
     onnx = root / "exported" / "a_onnx.onnx"
@@ -158,6 +163,7 @@ def test_an_exported_model_predicts_what_its_checkpoint_does(setup):
     assert flipped.returncode == 1 and "flip test-time augmentation is not in an exported graph" in flipped.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_processes_write_what_one_does(setup):
     """torchrun with 2 gloo processes: each embeds half of every split, the first writes."""
@@ -174,3 +180,78 @@ def test_two_processes_write_what_one_does(setup):
             two, q2, g2 = load_matrix(root / "two" / "a" / split / f"{name}.npy")
             assert np.array_equal(q1, q2) and np.array_equal(g1, g2)
             assert np.abs(one - two).max() <= 1e-5, (split, name)
+
+
+def test_predict_size_after_at_is_checked(tmp_path):
+    for bad in ("abc", "0"):
+        result = call("predict.py", f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'out'}",
+                      f"--checkpoints=pretrained:efficientnet_lite0@{bad}")
+        assert result.returncode == 1 and "whole number of pixels" in result.stderr
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("runs, words", [
+    (["a/run", "b/run"], "would both write run/"),
+    (["x/mean", "x/other"], "where the mean of all goes"),
+])
+def test_predict_refuses_entries_that_share_an_output_folder(tmp_path, runs, words):
+    for run in runs:
+        (tmp_path / run).mkdir(parents=True)
+        (tmp_path / run / "best.pt").write_bytes(b"")
+    result = call("predict.py", f"--data_dir={tmp_path}", f"--out_dir={tmp_path / 'out'}",
+                  f"--checkpoints={','.join(str(tmp_path / r) for r in runs)}")
+    assert result.returncode == 1 and words in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_refuses_no_splits(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes(b"")
+    result = call("predict.py", f"--data_dir={tmp_path}", f"--checkpoints={tmp_path / 'run'}", "--splits=")
+    assert result.returncode == 1 and "--splits=: expected at least 1 value" in result.stderr
+
+
+def checkpoint_without_std(path):
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["data_config"]["std"]
+    return ckpt
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, words", [
+    (lambda run: b"just some text\n", "not a weights file that torch.load reads safely"),
+    (lambda run: checkpoint_without_std(run / "best.pt"), "data_config is incomplete"),
+    (lambda run: {"model": {}}, "not a checkpoint written by train_our_post"),
+])
+def test_predict_names_a_checkpoint_it_cannot_use(lite_run, tmp_path, make, words):
+    bad = tmp_path / "bad.pt"
+    content = make(lite_run / "ck" / "lite")
+    bad.write_bytes(content) if isinstance(content, bytes) else torch.save(content, bad)
+    result = call("predict.py", f"--data_dir={lite_run / 'data'}", f"--out_dir={tmp_path / 'out'}",
+                  "--num_workers=0", f"--checkpoints={bad}")
+    assert result.returncode == 1 and words in result.stderr and "weights_only=False" not in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_predict_writes_a_folder_all_or_none(official, monkeypatch):
+    """A second prediction into the same folder that fails part-way leaves the first one whole."""
+    import predict
+
+    args = [f"--data_dir={official}", f"--out_dir={official / 'out'}", "--num_workers=0", "--splits=test",
+            "--checkpoints=pretrained:efficientnet_lite0@32", "--k1=5", "--k2=2"]
+    assert call("predict.py", *args).returncode == 0
+    folder = official / "out" / "pretrained_efficientnet_lite0_32" / "test"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = predict.write_outputs
+
+    def fail_on_the_second(out_dir, distmat, q, g, name="dist"):
+        if name == "dist_kr":
+            raise ReidError("simulated failure part-way")
+        return real(out_dir, distmat * 2, q, g, name)
+
+    monkeypatch.setattr(predict, "write_outputs", fail_on_the_second)
+    assert call("predict.py", *args).returncode == 1
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["test"], "no staging folder left"
+

@@ -31,7 +31,7 @@ Modules, each importing only those above it: `palette` (colours, letters, fonts)
 `crops` (a sequence's crops), `preview` (the contact sheet), `dataset` (the files on disk).
 """
 
-from reid.data import GROUND_TRUTH
+from reid.splits import GROUND_TRUTH
 from reid.synthetic.dataset import CONTACT_SHEET, MARKER, generate, ground_truth_rows
 from reid.synthetic.planning import FRAMES, SIZES, SPLITS, Person, Plan, Sequence, Size, plan
 

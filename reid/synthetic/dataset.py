@@ -11,11 +11,11 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from reid.data import GROUND_TRUTH
 from reid.errors import ReidError
 from reid.files import write_json
 from reid.images import usable_cores
 from reid.outputs import staging_folder
+from reid.splits import GROUND_TRUTH
 from reid.synthetic.crops import render_sequence
 from reid.synthetic.layouts import relayout
 from reid.synthetic.planning import Plan, plan

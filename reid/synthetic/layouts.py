@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from reid.data import parse_name
+from reid.layouts import parse_name
 
 CAMERAS = 3
 FOLDERS = {"folders": {"reid_training": "train", "reid_test/query": "test", "reid_test/gallery": "test"},
