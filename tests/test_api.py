@@ -10,21 +10,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from helpers import save_jpegs, write_checkpoint
 from reid.api import Embedder, entry_name, open_embedder
 from reid.errors import ReidError
 from reid.images import DataConfig, preprocess
 from reid.models import build_encoder
 from reid.runs import file_sha256
 from reid.synthetic.crops import sample_crops
-
-
-def write_checkpoint(path, name: str, img_size: int, seed: int = 0):
-    """A checkpoint in the engine's format, of a randomly initialised `name`."""
-    torch.manual_seed(seed)
-    model, data = build_encoder(name, pretrained=False, img_size=img_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "config": {"model": name}, "data_config": data.to_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +27,6 @@ def lite0():
 @pytest.fixture(scope="module")
 def crops():
     return sample_crops(5, seed=3)
-
-
-def save_jpegs(folder, crops):
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, crop in enumerate(crops):
-        Image.fromarray(crop).save(folder / f"{i}.jpeg", quality=95)
-        paths.append(folder / f"{i}.jpeg")
-    return paths
 
 
 def test_paths_pil_images_and_arrays_mix_and_keep_their_order(lite0, crops, tmp_path):
@@ -97,6 +80,9 @@ def test_a_model_of_one_input_size_refuses_other_scales_in_one_line(crops):
     assert embedder.accepts(32) and not embedder.accepts(40)
     with pytest.raises(ReidError, match="takes 32-pixel input only, not 40: leave its scales at 1"):
         embedder.embed(crops)
+    fallback = Embedder(model, data, scales=(1.0, 1.25), own_size_if_refused=True)
+    assert fallback.used_scales() == (1.0,)
+    np.testing.assert_array_equal(fallback.embed(crops), Embedder(model, data).embed(crops))
     with pytest.raises(ReidError, match="scales must be positive numbers"):
         Embedder(model, data, scales=(1.0, 0.0)).embed(crops)
 

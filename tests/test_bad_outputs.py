@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import call, dataset_files, run_script, write_tree
+from helpers import SMOKE_TRAIN, call, dataset_files, run_script, write_checkpoint, write_tree
 from reid.metrics import evaluate, scorable
 from reid.outputs import MANIFEST, claimed
-from test_api import write_checkpoint
 
 
 def checksum(root: Path) -> dict[str, str]:
@@ -153,9 +152,9 @@ def test_a_concurrent_process_is_refused_while_the_first_writes(setup, tmp_path)
     root, crops = setup
     out = tmp_path / "ident"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]); from reid.outputs import claimed\n"
-        "with claimed([sys.argv[2]], 'out_dir', 'identify'):\n    print('held', flush=True); time.sleep(30)"),
-        str(Path(__file__).resolve().parents[1]), str(out)], stdout=subprocess.PIPE, text=True)
+        "import sys; sys.path.insert(0, sys.argv[1]); from reid.outputs import claimed\n"
+        "with claimed([sys.argv[2]], 'out_dir', 'identify'):\n    print('held', flush=True); sys.stdin.read()"),
+        str(Path(__file__).resolve().parents[1]), str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         result = identify(root, f"--images={crops}", f"--out_dir={out}")
@@ -248,7 +247,7 @@ def test_predict_never_replaces_a_folder_it_did_not_write(setup, tmp_path):
 
 def test_predict_refuses_splits_before_any_model_loads(setup, tmp_path):
     root, _ = setup
-    for args, words in (["--splits=test,test", "named twice"], ["--splits=challenge", "no "]):
+    for args, words in (["--splits=test,test", "expected each value once"], ["--splits=challenge", "no "]):
         result = predict(root, args, f"--out_dir={tmp_path / 'out'}")
         assert result.returncode == 1 and words in result.stderr and not (tmp_path / "out").exists(), result.stderr
 
@@ -308,3 +307,21 @@ def test_a_fusion_never_replaces_a_folder_it_did_not_write(tmp_path):
     assert call("dissim_fuse.py", listed, f"--out_dir={fused}").returncode == 0, "one fusion replaces the other"
     assert sorted(p.name for p in fused.iterdir()) == sorted(
         ["dist.npy", "dist.csv", "query_ids.txt", "gallery_ids.txt", "matrices.json", MANIFEST])
+
+
+@pytest.mark.parametrize("script, option", [
+    ("train_our_post_resnet.py", "checkpoint_dir"),
+    ("predict.py", "out_dir"),
+    ("sim_fuse.py", "out_dir"),
+    ("download.py", "data_dir"),
+])
+def test_an_output_folder_under_a_file_is_refused_before_any_work(official, matrices, script, option):
+    (official / "taken").write_text("a file")
+    target = official / "taken" / "sub"
+    args = {"train_our_post_resnet.py": [f"--data_dir={official}", *SMOKE_TRAIN],
+            "predict.py": [f"--data_dir={official}", f"--checkpoints={official / 'run'}"],
+            "sim_fuse.py": [f"--inputs={matrices[0]},{matrices[1]}"],
+            "download.py": ["--synthetic=true", "--synthetic_size=tiny"]}[script]
+    result = call(script, *args, f"--{option}={target}")
+    assert result.returncode == 1 and f"--{option}={target}" in result.stderr and "is a file" in result.stderr
+

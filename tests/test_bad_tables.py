@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import call, dataset_files, run_script, write_tree
+from helpers import SMOKE_TRAIN, call, dataset_files, run_script, write_tree
 from reid.errors import ReidError
 from reid.io import read_table
 from reid.runs import COMPLETE, early_end, require_checkpoint, reuse_problem, write_complete
@@ -191,3 +191,49 @@ def test_a_resume_that_would_end_the_run_early_is_refused_and_an_extension_is_re
     assert "its 3-epoch schedule goes on at lr_end to epoch 4" in result.stdout
     record = json.loads((run / COMPLETE).read_text())
     assert record["config"]["epochs"] == 4 and record["schedule_epochs"] == 3
+
+
+def _csv_case(root, name, edit):
+    """Rewrite one CSV of the dataset with `edit(its text)` (text or bytes)."""
+    path = root / "data_reid" / name
+    content = edit(path.read_text())
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    return path
+
+
+def first_test_row_without_player(text):
+    lines = text.splitlines()
+    i = next(i for i, line in enumerate(lines) if ",test," in line)
+    cells = lines[i].split(",")
+    cells[2] = ""
+    lines[i] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name, edit, words", [
+    ("train_df.csv", lambda t: "", "not a readable CSV"),
+    ("train_df.csv", lambda t: bytes(range(256)) * 4, "not a readable CSV"),
+    ("train_df.csv", first_test_row_without_player, "column player is empty in row"),
+    ("train_df.csv", lambda t: t.replace(",q,", ",z,", 1), "img_type 'z'"),
+    ("challenge_df.csv", lambda t: "", "not a readable CSV"),
+    ("challenge_df.csv", lambda t: t + t.splitlines()[1] + "\n", "each img_id may be listed once"),
+    ("challenge_df.csv", lambda t: t.replace(",q\n", ",z\n", 1), "img_type 'z'"),
+    ("reid_challenge/ground_truth.csv", lambda t: t + t.splitlines()[1] + "\n", "each img_id may be listed once"),
+    ("reid_challenge/ground_truth.csv", lambda t: t.replace("img_id,player", "img_id,who"), "missing columns player"),
+    ("reid_challenge/ground_truth.csv", lambda t: t.replace(",1\n", ",one\n", 1), "'one', not a whole number"),
+])
+def test_predict_names_the_csv_at_fault_before_any_work(official, name, edit, words):
+    path = _csv_case(official, name, edit)
+    result = call("predict.py", f"--data_dir={official}", f"--out_dir={official / 'out'}",
+                  f"--checkpoints={official / 'run'}")
+    assert result.returncode == 1 and str(path) in result.stderr and words in result.stderr
+    assert result.stderr.count("\n") == 1 and not (official / "out").exists()
+
+
+def test_training_names_an_empty_player_before_any_work(official):
+    _csv_case(official, "train_df.csv", first_test_row_without_player)
+    result = call("train_our_post_resnet.py", f"--data_dir={official}", f"--checkpoint_dir={official / 'ck'}",
+                  *SMOKE_TRAIN)
+    assert result.returncode == 1 and "column player is empty" in result.stderr
+    assert not (official / "ck").exists()
+

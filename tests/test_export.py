@@ -13,16 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, call
-from reid.api import Embedder, OnnxEmbedder
+from helpers import REPO, call, export, save_jpegs, write_checkpoint
+from reid.api import Embedder, OnnxEmbedder, open_embedder
 from reid.errors import ReidError
 from reid.runs import file_sha256
 from reid.synthetic.crops import sample_crops
-from test_api import save_jpegs, write_checkpoint
-
-
-def export(checkpoint, out, *args: str):
-    return call("export.py", f"--checkpoint={checkpoint}", f"--out={out}", *args)
 
 
 def assert_same_features(onnx_path, checkpoint, images):
@@ -33,16 +28,6 @@ def assert_same_features(onnx_path, checkpoint, images):
         assert ours.shape == (len(chosen), original.dim)
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
         assert np.abs(ours - original.embed(chosen, batch_size=len(chosen))).max() <= 1e-4
-
-
-@pytest.fixture(scope="module")
-def vit_export(tmp_path_factory):
-    """A random test_vit checkpoint and its export."""
-    root = tmp_path_factory.mktemp("export")
-    ckpt = write_checkpoint(root / "runs" / "vit" / "best.pt", "test_vit", 32)
-    result = export(root / "runs" / "vit", root / "model.onnx")
-    assert result.returncode == 0, result.stderr
-    return root, ckpt
 
 
 def test_the_export_verifies_itself_and_says_so(vit_export):
@@ -88,6 +73,18 @@ def test_an_exported_graph_takes_its_own_input_size_only(vit_export):
     assert graph.accepts(32) and not graph.accepts(48)
     with pytest.raises(ReidError, match="model.onnx takes 32-pixel input only, not 48"):
         graph.embed(sample_crops(2, seed=7))
+
+
+def test_open_embedder_gives_a_graph_its_scales_and_the_own_size_fallback(vit_export):
+    """The same test-time options reach an exported graph as a checkpoint: refused other sizes,
+    or, asked to, its own size alone, as identify.py runs it."""
+    root, _ = vit_export
+    crops = sample_crops(2, seed=7)
+    with pytest.raises(ReidError, match="model.onnx takes 32-pixel input only, not 40: leave its scales at 1"):
+        open_embedder(root / "model.onnx", scales=(1.0, 1.25)).embed(crops)
+    fallback = open_embedder(root / "model.onnx", scales=(1.0, 1.25), own_size_if_refused=True, workers=1)
+    assert fallback.scales == (1.0, 1.25) and fallback.used_scales() == (1.0,)
+    np.testing.assert_array_equal(fallback.embed(crops), OnnxEmbedder(root / "model.onnx").embed(crops))
 
 
 def test_a_sidecar_that_is_missing_or_belongs_elsewhere_is_refused(vit_export, tmp_path):

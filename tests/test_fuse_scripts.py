@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pytest
 
-from conftest import call, run_script
+from helpers import call, run_script
 from reid.fusion import dissim_fuse, mean_fuse
 from reid.io import load_matrix, read_submission, save_matrix, write_submission
 from reid.metrics import evaluate
@@ -101,3 +102,76 @@ def test_bad_input_subprocess_has_no_traceback(tmp_path):
     done = run_script("dissim_fuse.py", f"--inputs={tmp_path / 'missing.npy'}", f"--out_dir={tmp_path}")
     assert done.returncode == 1
     assert "missing.npy" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("script, args, words", [
+    ("dissim_fuse.py", ["--min_votes=5"], "only 3 models vote"),
+    ("sim_fuse.py", ["--out_dir={m0}"], "would be overwritten"),
+    ("dissim_fuse.py", ["--out_dir={m1}"], "would be overwritten"),
+    ("sim_fuse.py", ["--inputs={m0}/dist.npy,{m0}/dist.npy"], "given twice"),
+    ("sim_fuse.py", ["--labels={m0}/missing.csv"], "missing.csv"),
+])
+def test_fusion_refuses_before_writing(tmp_path, matrices, script, args, words):
+    names = {f"m{i}": m.parent for i, m in enumerate(matrices)}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    inputs = [f"--inputs={','.join(map(str, matrices))}"]
+    args = [a.format(**names) for a in args]
+    given = {a.split("=")[0] for a in args}
+    defaults = [a for a in [*inputs, f"--out_dir={tmp_path / 'out'}"] if a.split("=")[0] not in given]
+    result = call(script, *defaults, *args)
+    assert result.returncode == 1 and words in result.stderr and result.stderr.count("\n") == 1
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def _provenance(folder, split, images):
+    (folder / "provenance.json").write_text(json.dumps({"split": split, "images": images, "sources": []}))
+
+
+@pytest.mark.parametrize("case, words", [
+    ("matrices of two datasets", "belongs to other images"),
+    ("labels of another split", "the test split vs the challenge split"),
+])
+def test_fusion_refuses_positional_ids_of_other_images(tmp_path, matrices, case, words):
+    for m in matrices:
+        _provenance(m.parent, "challenge", "fingerprint-a")
+    inputs = [f"--inputs={matrices[0]},{matrices[1]}"]
+    if case == "matrices of two datasets":
+        _provenance(matrices[1].parent, "challenge", "fingerprint-b")
+        args = inputs
+    else:
+        labels = tmp_path / "test_labels" / "labels.csv"
+        labels.parent.mkdir()
+        labels.write_text("img_id,player\n" + "".join(f"{i},{i % 2}\n" for i in [1, 2, 3, 10, 11, 12, 13, 14]))
+        _provenance(labels.parent, "test", "fingerprint-t")
+        args = [*inputs, f"--labels={labels}"]
+    result = call("sim_fuse.py", *args, f"--out_dir={tmp_path / 'out'}")
+    assert result.returncode == 1 and words in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_fusion_passes_provenance_on(tmp_path, matrices):
+    for m in matrices:
+        _provenance(m.parent, "challenge", "fingerprint-a")
+    assert call("sim_fuse.py", f"--inputs={matrices[0]},{matrices[1]}", f"--out_dir={tmp_path / 'f'}").returncode == 0
+    record = json.loads((tmp_path / "f" / "provenance.json").read_text())
+    assert record["images"] == "fingerprint-a" and len(record["sources"]) == 2
+
+
+@pytest.mark.parametrize("content, words", [
+    (lambda: np.ones((3, 5), dtype=np.complex64), "real numbers, not complex64"),
+])
+def test_a_matrix_of_another_kind_is_refused(tmp_path, matrices, content, words):
+    hand_made = tmp_path / "hand" / "dist.npy"
+    hand_made.parent.mkdir()
+    np.save(hand_made, content())
+    for ids in ("query_ids.txt", "gallery_ids.txt"):
+        shutil.copy(matrices[0].parent / ids, hand_made.parent / ids)
+    result = call("sim_fuse.py", f"--inputs={matrices[0]},{hand_made}", f"--out_dir={tmp_path / 'out'}")
+    assert result.returncode == 1 and words in result.stderr
+
+
+def test_a_trailing_comma_in_a_submission_is_named(tmp_path, matrices):
+    csv = tmp_path / "sub.csv"
+    csv.write_text("0,10,11,12,13,14,\n1,0.1,0.2,0.3,0.4,0.5\n")
+    result = call("sim_fuse.py", f"--inputs={csv},{csv.with_name('other.csv')}", f"--out_dir={tmp_path / 'o'}")
+    assert result.returncode == 1 and "ends with a comma" in result.stderr
+

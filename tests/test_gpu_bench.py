@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import bench.gpu as gpu
-from conftest import REPO
+from helpers import REPO
 from reid.errors import ReidError
 
 CUDA_ONLY = {"peak_memory_gib", "peak_tflops", "mfu"}  # null on the CPU

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import call
+from helpers import call, write_checkpoint
 from reid.distance import sq_euclidean
 from reid.fusion import fuse_features, mean_fuse
-from test_api import write_checkpoint
 
 
 @pytest.fixture(scope="module")

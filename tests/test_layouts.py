@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import reference_rerank as ref
-from conftest import call
+from helpers import call
 from reid.io import load_matrix
 from reid.synthetic.crops import sample_crops
 

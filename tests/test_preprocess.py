@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pandas as pd
 import pytest
 
-from conftest import call, dataset_files, write_tree
+from helpers import call, dataset_files, write_tree
 from reid.data import CHALLENGE_COLUMNS, TRAIN_COLUMNS, split_fold
 
 
@@ -103,3 +106,33 @@ def test_missing_challenge_split_is_a_warning(tmp_path):
 def test_missing_dataset_says_what_to_run(tmp_path):
     result = call("preprocess_data.py", f"--data_dir={tmp_path}")
     assert result.returncode == 1 and "download.py" in result.stderr
+
+
+def test_preprocess_refuses_an_empty_challenge_folder(tmp_path):
+    files = {k: v for k, v in dataset_files().items() if not k.startswith("reid_challenge/query/")}
+    write_tree(tmp_path / "data_reid", files)
+    (tmp_path / "data_reid" / "reid_challenge" / "query").mkdir()
+    result = call("preprocess_data.py", f"--data_dir={tmp_path}")
+    assert result.returncode == 1 and "empty folder" in result.stderr and "reid_challenge/query" in result.stderr
+    assert not list((tmp_path / "data_reid").glob("*.csv"))
+
+
+def test_preprocess_forgets_a_challenge_split_that_is_gone(tmp_path):
+    write_tree(tmp_path / "data_reid", dataset_files())
+    assert call("preprocess_data.py", f"--data_dir={tmp_path}").returncode == 0
+    shutil.rmtree(tmp_path / "data_reid" / "reid_challenge")
+    result = call("preprocess_data.py", f"--data_dir={tmp_path}")
+    assert result.returncode == 0 and "removed the stale" in result.stdout
+    assert not (tmp_path / "data_reid" / "challenge_df.csv").exists()
+
+
+def test_partitions_honour_the_umask(tmp_path):
+    write_tree(tmp_path / "data_reid", dataset_files())
+    old = os.umask(0o002)
+    try:
+        assert call("preprocess_data.py", f"--data_dir={tmp_path}").returncode == 0
+    finally:
+        os.umask(old)
+    for name in ("train_df.csv", "challenge_df.csv"):
+        assert (tmp_path / "data_reid" / name).stat().st_mode & 0o777 == 0o664
+

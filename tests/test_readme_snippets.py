@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, call
+from helpers import REPO, call, write_checkpoint
 from reid.synthetic.crops import sample_crops
-from test_api import write_checkpoint
 
 SECTION = "### 6. Use a trained model"
 

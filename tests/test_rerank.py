@@ -11,33 +11,12 @@ import pytest
 
 import reference_rerank as ref
 import reid.rerank as rr
-from reid.distance import sq_euclidean
+from helpers import asymmetric, blocks, features
 from reid.errors import ReidError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "RERANKING.md"
 SHAPES = [(1, 1), (1, 6), (3, 12), (6, 30), (12, 45)]
 PARAMS = [(20, 6, 0.3), (5, 1, 0.3), (3, 3, 0.5), (4, 9, 0.0), (1, 1, 1.0), (2, 2, 0.2)]
-
-
-def features(nq: int, ng: int, dim: int = 8, seed: int = 0, levels: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random features; with `levels`, coordinates on a coarse grid so distances are exact and tie."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((nq + ng, dim)).astype(np.float32)
-    if levels:
-        x = np.round(x * levels / 2) / levels
-    return x[:nq], x[nq:]
-
-
-def blocks(qf: np.ndarray, gf: np.ndarray, power: float = 1.0):
-    """(q_g, q_q, g_g) of squared Euclidean distances raised to `power`."""
-    return tuple(sq_euclidean(a, b) ** power for a, b in ((qf, gf), (qf, qf), (gf, gf)))
-
-
-def asymmetric(nq: int, ng: int, seed: int):
-    """Unrelated positive blocks: q_q and g_g not symmetric, so transposes matter."""
-    rng = np.random.default_rng(seed)
-    return (rng.random((nq, ng)).astype(np.float32) + 0.1, rng.random((nq, nq)).astype(np.float32),
-            rng.random((ng, ng)).astype(np.float32))
 
 
 @pytest.mark.parametrize("shape", SHAPES)

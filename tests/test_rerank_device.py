@@ -1,4 +1,4 @@
-"""Re-ranking with device= (reid/rerank_torch.py) against the NumPy path, on the CPU."""
+"""Re-ranking with device= (the torch neighbour search of reid/rerank_torch.py) against the NumPy path, on the CPU."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+import reid.memory as memory
 import reid.rerank as rr
 import reid.rerank_torch as rt
+from helpers import asymmetric, blocks, features
 from reid.errors import ReidError
-from test_rerank import asymmetric, blocks, features
 
 METHODS = ["k_reciprocal", "hard_weight"]
 # (nq, ng, levels, (k1, k2, lambda)): levels > 0 puts features on a grid, so distances tie exactly.
@@ -61,10 +62,11 @@ def test_duplicates_and_identical_images(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_small_blocks_and_chunks_change_nothing(method, monkeypatch):
+    """A budget of a few hundred bytes: blocks of one or two rows on the device, chunks of one pair on the host."""
     qf, gf = features(9, 80, dim=5, seed=4, levels=2)
     whole = rr.rerank_features(qf, gf, method=method, k1=7, k2=3, device="cpu")
-    monkeypatch.setitem(rt._BLOCK, "cpu", 64)
-    monkeypatch.setitem(rt._WORK, "cpu", 64)
+    monkeypatch.setattr(memory, "BUDGET", 512)
+    assert rt.Features(torch.from_numpy(np.concatenate([qf, gf])), 9).block == 1
     np.testing.assert_allclose(rr.rerank_features(qf, gf, method=method, k1=7, k2=3, device="cpu"), whole, atol=1e-6)
 
 
@@ -102,3 +104,16 @@ def test_bad_device_is_a_reid_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ReidError, match="'cuda'.*CUDA is not available"):
         rr.hard_weight(*blocks(qf, gf), device="cuda")
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_torch_search_finds_the_same_neighbours(levels):
+    """On grid features every distance is exact, so both searches see the same values: the lists must be equal."""
+    qf, gf = features(7, 90, dim=4, seed=levels, levels=levels)
+    src = rr.JointFeatures(np.concatenate([qf, gf]), len(qf), rows=13)
+    host, torch_search = rr.HostSearch(), rt.TorchSearch(torch.device("cpu"))
+    for got, expected in ((torch_search.ranked(src, 9), host.ranked(src, 9)),
+                          (torch_search.tables(src, 8, 6, 7), host.tables(src, 8, 6, 7))):
+        for a, b in zip(got, expected, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)

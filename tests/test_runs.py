@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import call, dataset_files, write_tree
+from helpers import SMOKE_TRAIN, call, dataset_files, write_tree
 from reid.errors import ReidError
 from reid.runs import COMPLETE, data_fingerprint, recipe_changes, reuse_problem, write_complete
 
@@ -62,3 +62,14 @@ def test_only_a_finished_run_with_the_same_recipe_and_data_is_reused(tmp_path):
     assert "lr: 0.001 -> 0.01" in reuse_problem(run, {"lr": 1e-2, "data_dir": "/x"}, "d1")
     (run / COMPLETE).write_text("{")
     assert "cannot be read" in reuse_problem(run, config, "d1")
+
+
+def test_a_run_folder_in_use_is_refused(official):
+    from reid.runs import hold_run
+
+    with hold_run(official / "ck" / "resnet50"):
+        result = call("train_our_post_resnet.py", f"--data_dir={official}", f"--checkpoint_dir={official / 'ck'}",
+                      *SMOKE_TRAIN)
+    assert result.returncode == 1 and "being written by another training" in result.stderr
+    assert not (official / "ck" / "resnet50").exists(), "the empty folder goes with the lock"
+

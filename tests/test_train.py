@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, call, dataset_files, write_tree
+from helpers import REPO, SMOKE_TRAIN, call, dataset_files, torchrun, write_tree
 from reid.engine import RankContext, Siamese, TrainConfig, train_step
+from reid.errors import ReidError
 from reid.losses import InfoNCE
 from reid.models import build_encoder, load_checkpoint
-
-pytestmark = pytest.mark.slow  # every test here trains a model
 
 TINY = ["--model=test_vit", "--pretrained=false", "--img_size=32", "--num_workers=0",
         "--warmup_epochs=0", "--rerank_eval=false", "--eval_batch_size=16"]
@@ -38,13 +37,7 @@ def train(script, data_dir, ckpt, *args):
     return result
 
 
-def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                           "--standalone", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
+@pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.parametrize("precision,tolerance", [("fp32", 1e-6), ("bf16", 3e-2)])
 def test_gathered_infonce_gradient_equals_one_process(tmp_path, precision, tolerance):
@@ -65,6 +58,7 @@ def test_gathered_infonce_gradient_equals_one_process(tmp_path, precision, toler
         assert not torch.equal(got["weight"], encoder.weight.grad), "bf16 really ran"
 
 
+@pytest.mark.slow
 def test_a_bf16_autocast_training_step_runs_on_cpu():
     """The engine's step under CPU bfloat16 autocast (a tiny ViT): a finite loss near fp32's,
     and the weights move."""
@@ -84,6 +78,7 @@ def test_a_bf16_autocast_training_step_runs_on_cpu():
     assert losses[torch.bfloat16] != losses[None] and moved[torch.bfloat16] > 1e-4
 
 
+@pytest.mark.slow
 def test_amp_that_does_not_apply_is_said_once(data_dir, tmp_path):
     result = train("train_our_post.py", data_dir, tmp_path / "ck", "--amp=bf16", "--epochs=1", "--batch_size=4",
                    "--max_steps_per_epoch=1")
@@ -98,6 +93,7 @@ def parameters(last: dict) -> dict[str, torch.Tensor]:
     return last["model"] | {f"criterion.{k}": v for k, v in last["criterion"].items()}
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
     """torchrun with 2 x 4 pairs against one process with 8 pairs: one AdamW step.
@@ -137,6 +133,7 @@ def test_two_processes_take_the_same_step_as_one(data_dir, tmp_path):
     assert noise_level < 0.01 * elements
 
 
+@pytest.mark.slow
 def test_a_moved_run_on_a_moved_dataset_resumes_to_the_same_weights(data_dir, tmp_path, monkeypatch):
     args = ["--epochs=2", "--max_steps_per_epoch=2", "--batch_size=4", "--lr=1e-3"]
     train("train_our_post_resnet.py", data_dir, tmp_path / "straight", *args)
@@ -172,6 +169,7 @@ def test_a_moved_run_on_a_moved_dataset_resumes_to_the_same_weights(data_dir, tm
     assert list(metrics["epoch"]) == [1, 2]
 
 
+@pytest.mark.slow
 def test_smoke_runs_write_the_run_folder(data_dir, tmp_path):
     train("train_our_post.py", data_dir, tmp_path, "--epochs=1", "--max_steps_per_epoch=2",
           "--batch_size=4", "--rerank_eval=true", "--run_name=vit")
@@ -196,6 +194,7 @@ def test_smoke_runs_write_the_run_folder(data_dir, tmp_path):
     assert load_checkpoint(tmp_path / "lite" / "best.pt")["data_config"]["img_size"] == 64
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(data_dir, tmp_path, monkeypatch):
     args = ["--epochs=2", "--max_steps_per_epoch=2", "--batch_size=4"]
     train("train_our_post_resnet.py", data_dir, tmp_path, *args[1:], "--epochs=1")
@@ -217,6 +216,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_checkpoint(data_dir, tmp_path
     assert last.read_bytes() == saved
 
 
+@pytest.mark.slow
 def test_resume_on_changed_data_is_refused(data_dir, tmp_path):
     shutil.copytree(data_dir, tmp_path / "data")
     train("train_our_post_resnet.py", tmp_path / "data", tmp_path, "--epochs=1", "--max_steps_per_epoch=1",
@@ -228,6 +228,7 @@ def test_resume_on_changed_data_is_refused(data_dir, tmp_path):
     assert again.returncode == 1 and "trained on other data" in again.stderr
 
 
+@pytest.mark.slow
 def test_resume_with_another_recipe_names_the_field(data_dir, tmp_path):
     train("train_our_post_resnet.py", data_dir, tmp_path, "--epochs=1", "--max_steps_per_epoch=1",
           "--batch_size=4")
@@ -239,6 +240,7 @@ def test_resume_with_another_recipe_names_the_field(data_dir, tmp_path):
     assert fresh.returncode == 1 and "--resume=true" in fresh.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.parametrize("fault,message", [("reader", "error: cannot read image crop_0042.jpeg: broken data stream"),
                                            ("writer", "no space left on device")])
@@ -255,3 +257,35 @@ def test_a_fault_on_one_rank_ends_every_rank_with_it_named_once(data_dir, tmp_pa
     assert "]: Traceback" not in result.stderr, "no rank prints a traceback"
     run_dir = tmp_path / "run"
     assert not [p.name for p in run_dir.iterdir() if p.suffix in (".pt", ".tmp") or p.name.endswith(".pt.tmp")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weights, words", [
+    ("text", "not a weights file that torch.load reads safely"),
+    ("lite", "size mismatch for"),
+])
+def test_pretrained_weights_that_do_not_fit_are_one_line(lite_run, tmp_path, weights, words):
+    path = lite_run / "ck" / "lite" / "last.pt"
+    if weights == "text":
+        path = tmp_path / "notes.pt"
+        path.write_text("not weights")
+    result = call("train_our_post_resnet.py", f"--data_dir={lite_run / 'data'}", f"--checkpoint_dir={tmp_path}",
+                  "--model=resnet18", f"--pretrained={path}", *SMOKE_TRAIN[1:])
+    assert result.returncode == 1 and words in result.stderr and "weights_only=False" not in result.stderr
+    assert result.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == ([path] if weights == "text" else [])
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos")])
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch, failure):
+    from reid import engine
+
+    def full(obj, path):
+        Path(path).write_bytes(b"partial")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(ReidError, match="disk full"):
+        engine.save_atomic({"x": 1}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
