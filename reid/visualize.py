@@ -1,19 +1,22 @@
 """Pictures: ranked-result sheets (each query with its top-k, matches framed green), identity
-sheets (one row of crops per identity) and training curves."""
+sheets (one row of crops per identity) and training curves.
+
+Drawn through matplotlib's object API (a `Figure` of its own, rendered to PNG by Agg), so
+importing this module switches no backend and leaves pyplot's global figures alone: a notebook
+that imports the engine keeps its own backend.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from reid.images import read_image  # noqa: E402
+from reid.files import atomic_open
+from reid.images import read_image
 
 GREEN, RED, GREY = "#1a9e3a", "#d62728", "#888888"
 
@@ -28,14 +31,13 @@ def _framed(ax, image: np.ndarray, colour: str, title: str) -> None:
     ax.set_title(title, fontsize=7, color=colour)
 
 
-def _save(fig: plt.Figure, path: Path, title: str) -> Path:
-    """Title, lay out, write as PNG and free the figure (pyplot keeps every open one)."""
+def _save(fig: Figure, path: Path, title: str) -> Path:
+    """Title, lay out and write as PNG (atomically, like every file the project writes)."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with atomic_open(path) as f:
+        fig.savefig(f, dpi=80, format="png")
     return path
 
 
@@ -48,8 +50,8 @@ def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], g
     """
     n_queries, top_k = min(n_queries, len(distmat)), min(top_k, distmat.shape[1])
     order = np.argsort(distmat[:n_queries], axis=1, kind="stable")[:, :top_k]
-    fig, axes = plt.subplots(n_queries, top_k + 1, figsize=(1.1 * (top_k + 1), 2.0 * n_queries),
-                             squeeze=False)
+    fig = Figure(figsize=(1.1 * (top_k + 1), 2.0 * n_queries))
+    axes = fig.subplots(n_queries, top_k + 1, squeeze=False)
     for row in range(n_queries):
         _framed(axes[row, 0], read_image(query_paths[row]), "black", "query")
         for col, g in enumerate(order[row], start=1):
@@ -68,8 +70,8 @@ def identity_sheet(path: Path, paths: Sequence[Path], labels: np.ndarray, truth:
     framed green and any other red; without, frames are grey."""
     ids, sizes = np.unique(labels, return_counts=True)
     order = ids[np.argsort(-sizes, kind="stable")][:max_rows]
-    fig, axes = plt.subplots(max(len(order), 1), per_row, figsize=(1.0 * per_row, 1.9 * max(len(order), 1)),
-                             squeeze=False)
+    fig = Figure(figsize=(1.0 * per_row, 1.9 * max(len(order), 1)))
+    axes = fig.subplots(max(len(order), 1), per_row, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for row, identity in enumerate(order):
@@ -88,7 +90,8 @@ CURVES = {"mAP": "plain", "mAP_kr": "k-reciprocal", "mAP_hw": "hard-weight"}
 def training_curves(history: pd.DataFrame, path: Path, title: str = "") -> Path:
     """Write a PNG of a run's metrics.csv: loss, learning rate and validation mAP per epoch
     (plain and, where the run measured them, after each re-ranking)."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    fig = Figure(figsize=(12, 3.2))
+    axes = fig.subplots(1, 3)
     epochs = history["epoch"]
     axes[0].plot(epochs, history["loss"], marker="o")
     axes[0].set_title("training loss")
