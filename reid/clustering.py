@@ -8,8 +8,8 @@ Pipeline, every step in memory proportional to N times the neighbourhood size (n
    of rows at a time. With `groups`, a crop's own group (same sequence and frame: certainly
    other people) is left out, and at most one crop of any other group is kept, the nearest,
    since at most one crop of a frame can be the same person.
-2. **k-reciprocal vectors** V (docs/RERANKING.md §1 steps 3-6, with the helpers of
-   reid/rerank.py) for all N crops at once, and the **Jaccard distance** J = 1 - sum(min) / sum(max)
+2. **k-reciprocal vectors** V (docs/RERANKING.md §1 steps 3-6, by reid.rerank.reciprocal_vectors)
+   for all N crops at once, and the **Jaccard distance** J = 1 - sum(min) / sum(max)
    of each crop and its k1 candidates only: a sparse graph. A missing pair shares no
    neighbours, which is J = 1.
 3. **HDBSCAN** (scikit-learn) on that sparse precomputed graph: dense groups of crops become
@@ -64,13 +64,19 @@ import scipy.sparse as sp
 from scipy.sparse import csgraph
 from sklearn.cluster import HDBSCAN
 
-from reid.distance import as_features, block_rows
+from reid import memory
+from reid.distance import as_features
 from reid.errors import ReidError
-from reid.rerank import JointFeatures, _expand, _query_expansion, _reciprocal_sets, _weights, smallest
+from reid.rerank import JointFeatures, reciprocal_vectors, smallest
 from reid.rules import Positive, PositiveInt, Range, checked
 
-_BLOCK = 1 << 21  # entries per block of distance rows (8 MiB of float32; the block's temporaries are a few times that)
-_PAIRS = 1 << 13  # candidate pairs per chunk of the Jaccard step (two gathered row sets of about 100 entries each)
+# Bytes charged per unit against reid.memory.BUDGET. identify works on one game's crops (thousands),
+# so its steps take small shares: larger blocks gain nothing there, and the block size fixes how the
+# distances round, hence the figures of the module docstring.
+_ROW_BYTES = 1 << 9  # an entry of a block of distance rows: 8 MiB blocks (their temporaries are a few times that)
+_PAIR_BYTES = 1 << 17  # a pair of the Jaccard step: 8,192 pairs a chunk, two gathered sets of ~100 entries each
+_DISTANCE_PAIR_BYTES = 1 << 20  # a pair whose distance is computed: 1,024 pairs a chunk (the rows gathered
+# for 65,536 pairs of 1280-d features would take 670 MiB)
 _TINY = 1e-9  # stands for a zero distance: a sparse graph drops stored zeros
 ClusterSize = Annotated[int, Range(lo=2)]  # HDBSCAN's smallest cluster: one crop is no cluster
 
@@ -133,7 +139,7 @@ def neighbours(x: np.ndarray, gid: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     order = np.argsort(gid, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(gid[order]) != 0])
     k = min(k, len(starts) - 1)
-    src = JointFeatures(x, n, block_rows(n, _BLOCK))
+    src = JointFeatures(x, n, memory.rows(n, _ROW_BYTES))
     rank = np.empty((n, k + 1), dtype=np.int64)
     rank[:, 0] = np.arange(n)
     top = np.empty(n, dtype=np.float32)
@@ -164,36 +170,20 @@ def _nearest_per_group(d: np.ndarray, starts: np.ndarray, order: np.ndarray) -> 
     return nearest, np.minimum.reduceat(at_min, starts, axis=1)
 
 
-class _PairDistances:
-    """Squared Euclidean distances at index pairs, a small chunk at a time (the rows gathered
-    for a chunk of 65,536 pairs of 1280-d features would take 670 MiB)."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        self.src = JointFeatures(x, len(x))
-
-    def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """D[i, j] for index arrays."""
-        return self.src.entries(i, j, chunk=_PAIRS // 8)
-
-
 def kr_vectors(x: np.ndarray, rank: np.ndarray, top: np.ndarray, k1: int, k2: int) -> sp.csr_matrix:
-    """The k-reciprocal vectors V of §1 (steps 3-6) over all crops, from their neighbour lists."""
-    n = len(x)
-    half = int(np.around(k1 / 2))
-    sets = _expand(_reciprocal_sets(rank[:, :k1 + 1], n), _reciprocal_sets(rank[:, :half + 1], n),
-                   lambda overlap, size: overlap > 2 / 3 * size)
-    v = _weights(sets, _PairDistances(x), top)
-    if k2 != 1:
-        v = _query_expansion(v, rank[:, :k2])
-    return v.tocsr()
+    """The k-reciprocal vectors V of §1 (steps 3-6) over all crops, from their neighbour lists, with
+    the distances of the crops' features computed a small chunk of pairs at a time."""
+    pairs = JointFeatures(x, len(x), pairs=memory.entries(_DISTANCE_PAIR_BYTES))
+    return reciprocal_vectors(rank, k1, k2, pairs, top)
 
 
 def jaccard_pairs(v: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """1 - sum(min) / sum(max) of rows a and b of V, pair by pair; 1 where both rows are empty."""
     mins = np.empty(len(a))
-    for s in range(0, len(a), _PAIRS):
-        rows_a, rows_b = v[a[s:s + _PAIRS]], v[b[s:s + _PAIRS]]
-        mins[s:s + _PAIRS] = np.asarray(rows_a.minimum(rows_b).sum(axis=1)).ravel()
+    chunk = memory.entries(_PAIR_BYTES)
+    for s in range(0, len(a), chunk):
+        rows_a, rows_b = v[a[s:s + chunk]], v[b[s:s + chunk]]
+        mins[s:s + chunk] = np.asarray(rows_a.minimum(rows_b).sum(axis=1)).ravel()
     mass = np.asarray(v.sum(axis=1)).ravel()
     union = mass[a] + mass[b] - mins
     return 1 - np.divide(mins, union, out=np.zeros_like(mins), where=union > 0)

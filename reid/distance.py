@@ -7,13 +7,17 @@ whole matrix computed at once (up to the rounding of the matrix product).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
+from reid import memory
 from reid.errors import ReidError
 
-BLOCK_ELEMENTS = 1 << 24  # entries per block (64 MiB of float32)
+# Bytes charged per entry of a block of the plain matrix: a 1/16 share of the budget (64 MiB blocks of
+# float32 products, copied into the output). The share stays as it was, since the block size fixes how
+# the products round, and with it every figure made from `sq_euclidean`.
+_ROW_BYTES = 64
 
 
 def as_features(x: np.ndarray, name: str = "features") -> np.ndarray:
@@ -41,18 +45,13 @@ def sq_euclidean_block(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.
     return np.maximum(out, 0, out=out)
 
 
-def block_rows(n_cols: int, budget: int = BLOCK_ELEMENTS) -> int:
-    """How many rows of an (?, n_cols) block fit in `budget` entries (at least one)."""
-    return max(1, budget // max(n_cols, 1))
-
-
 def sq_euclidean_blocks(a: np.ndarray, b: np.ndarray,
                         rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, block) pairs that tile the squared Euclidean matrix of `a` against `b`."""
     a, b = as_features(a, "query features"), as_features(b, "gallery features")
     if a.shape[1] != b.shape[1]:
         raise ReidError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}")
-    rows = rows or block_rows(len(b))
+    rows = rows or memory.rows(len(b), _ROW_BYTES)
     a_sq, b_sq = sq_norms(a), sq_norms(b)
     for start in range(0, len(a), rows):
         stop = start + rows
@@ -66,12 +65,3 @@ def sq_euclidean(a: np.ndarray, b: np.ndarray, rows: int | None = None) -> np.nd
         out[start:start + len(block)] = block
     return out
 
-
-def joint_lookups(i: Any, j: Any, nq: int, q_q: Any, q_g: Any, g_g: Any) -> Iterator[tuple[Any, Any]]:
-    """(selection, values) of D[i, j] from the block that holds each pair: q_q, q_g, q_g
-    transposed or g_g. Index arrays and blocks may be NumPy arrays or torch tensors alike."""
-    for i_query, j_query, block, transpose in ((True, True, q_q, False), (True, False, q_g, False),
-                                               (False, True, q_g, True), (False, False, g_g, False)):
-        sel = ((i < nq) == i_query) & ((j < nq) == j_query)
-        r, c = i[sel] - (0 if i_query else nq), j[sel] - (0 if j_query else nq)
-        yield sel, block[c, r] if transpose else block[r, c]

@@ -14,10 +14,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from reid import memory
 from reid.errors import ReidError
 from reid.rules import finite_matrix
 
-_CHUNK_ELEMENTS = 1 << 22  # distance entries per chunk of query rows: bounds the working memory
+# Bytes charged per distance entry of a chunk of query rows against reid.memory.BUDGET: 4 Mi entries a
+# chunk, whose codes, sorted keys and masks take 26 bytes an entry (31 with cameras; tracemalloc), so a
+# chunk holds about an eighth of the budget.
+_ENTRY_BYTES = 256
 
 
 def _ordinals(dist: np.ndarray) -> np.ndarray:
@@ -96,7 +100,7 @@ def evaluate(distmat: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray
     distmat = finite_matrix(distmat, "distance matrix", (len(query_ids), len(gallery_ids)), dtype=None,
                             sizes="query and gallery ids")
     nq, ng = distmat.shape
-    rows = max(1, _CHUNK_ELEMENTS // max(ng, 1))
+    rows = memory.rows(ng, _ENTRY_BYTES)
     aps, firsts, excluded = [], [], 0
     for start in range(0, nq, rows):
         chunk = slice(start, start + rows)

@@ -8,10 +8,14 @@ implementation, which runs on either source:
 
     neighbour lists -> k-reciprocal sets -> expansion -> local query expansion -> Jaccard -> blend
 
-Sets and weights are sparse matrices (scipy CSR): nothing N x N is held besides the inputs.
-§6 of docs/RERANKING.md follows a 4 x 6 example through every step. With `device=` ("cpu",
-"cuda", a torch.device) the re-rankings run the same steps as torch operations on that device
-instead (reid/rerank_torch.py), with the same results up to float32 rounding.
+Only the first step depends on where it runs (fast-reid's `compute_dist` model: one set logic
+over a pluggable search). A `Search` makes the row blocks and reduces them to neighbour lists:
+`HostSearch` with NumPy, or with `device=` ("cpu", "cuda", a torch.device)
+`reid.rerank_torch.TorchSearch` in torch on that device. Everything after the neighbour lists
+is the SciPy code below, whatever the device. Sets and weights are sparse matrices (scipy
+CSR): nothing N x N is held besides the inputs. §6 of docs/RERANKING.md follows a 4 x 6
+example through every step.
+
 Neighbours are the k smallest distances with ties broken by the lower index (a stable sort).
 The public port uses numpy's unstable argsort, so where two distances are exactly equal its
 choice is unspecified; everywhere else both pick the same neighbours.
@@ -26,24 +30,37 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from reid import rerank_torch
-from reid.distance import as_features, block_rows, joint_lookups, sq_euclidean, sq_euclidean_block, sq_norms
+from reid import memory, rerank_torch
+from reid.distance import as_features, sq_euclidean, sq_euclidean_block, sq_norms
 from reid.errors import ReidError
 
+# Bytes charged per entry against reid.memory.BUDGET:
+_FEATURE_ROW_BYTES = 16  # a block of distances from features: _WORKERS blocks at once, each float32 plus a copy
+_MATRIX_ROW_BYTES = 256  # a block of rows copied from the given matrices: a 1/64 share (16 MiB blocks),
+# since the caller already holds those matrices and larger copies are no faster
+_JACCARD_BYTES = 64  # a (query rows x gallery) block of min-sums: float64 sums, their Jaccard and the blend's
+_PAIR_BYTES = 1 << 14  # a pair whose distance is computed from features: its two rows, up to 2,048 dims
+# Tuning for speed, not memory budgets:
 _TRIPLES = 1 << 17  # (query, shared column, gallery) triples per chunk of the Jaccard step: fits in cache
-_BLOCK = 1 << 22  # entries per block of rows read from distance matrices (16 MiB of float32)
-_FEATURE_BLOCK = 1 << 26  # entries per block of distances computed from features (256 MiB)
+_RECIPROCAL_ROWS = 1 << 10  # rows per chunk of the reciprocity test: its (rows, k, k) gather fits in cache
 _WORKERS = 2  # blocks processed at once: numpy copies, BLAS and torch's top-k release the GIL
 _STRIP = 512  # columns per strip when copying rows out of a transposed (column-major) matrix
 _SEGMENT = 32  # columns per segment when picking the candidates for the k smallest of a wide row
 
 Accept = Callable[[np.ndarray, np.ndarray], np.ndarray]
-Device = str | torch.device  # where the torch path runs: "cpu", "cuda", "cuda:1", a torch.device
+Device = str | torch.device  # where the neighbour search runs: "cpu", "cuda", "cuda:1", a torch.device
 
 
 # ---------------------------------------------------------------- sources of the joint matrix
 
-class Joint(Protocol):
+class Entries(Protocol):
+    """A distance matrix read at index pairs (what the weights of §1 need)."""
+
+    def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """D[i, j] for index arrays."""
+
+
+class Joint(Entries, Protocol):
     """The joint N x N matrix D = [[queries x queries, queries x gallery], [gallery x queries, gallery x gallery]]."""
 
     nq: int
@@ -56,8 +73,8 @@ class Joint(Protocol):
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 (all queries or all gallery) as a fresh C-ordered array."""
 
-    def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """D[i, j] for index arrays."""
+    def on(self, device: torch.device) -> rerank_torch.Rows:
+        """The same matrix as a source of torch row blocks on `device`."""
 
 
 def _copy_rows(out: np.ndarray, m: np.ndarray, start: int) -> None:
@@ -76,7 +93,7 @@ class JointMatrices:
     def __init__(self, q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray) -> None:
         self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
         self.nq, self.n = len(q_q), len(q_q) + len(g_g)
-        self.block = block_rows(self.n, _BLOCK)
+        self.block = memory.rows(self.n, _MATRIX_ROW_BYTES)
 
     def transposed(self) -> JointMatrices:
         """D.T = [[q_q.T, q_g], [q_g.T, g_g.T]]: the joint matrix of (q_g, q_q.T, g_g.T), nothing copied."""
@@ -93,20 +110,33 @@ class JointMatrices:
         return out
 
     def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """D[i, j] for index arrays, read from whichever block holds each pair."""
+        """D[i, j] for index arrays, read from whichever block holds each pair (q_q, q_g, q_g transposed, g_g)."""
+        nq = self.nq
         out = np.empty(len(i), dtype=np.result_type(self.q_g, self.q_q, self.g_g))
-        for sel, values in joint_lookups(i, j, self.nq, self.q_q, self.q_g, self.g_g):
-            out[sel] = values
+        for i_query, j_query, block, transpose in ((True, True, self.q_q, False), (True, False, self.q_g, False),
+                                                   (False, True, self.q_g, True), (False, False, self.g_g, False)):
+            sel = ((i < nq) == i_query) & ((j < nq) == j_query)
+            r, c = i[sel] - (0 if i_query else nq), j[sel] - (0 if j_query else nq)
+            out[sel] = block[c, r] if transpose else block[r, c]
         return out
+
+    def on(self, device: torch.device) -> rerank_torch.Matrices:
+        """The three blocks copied to `device`."""
+        return rerank_torch.matrices_source(self.q_g, self.q_q, self.g_g, device)
 
 
 class JointFeatures:
-    """D as the squared Euclidean distances of x = [queries; gallery], computed a block of rows at a time."""
+    """D as the squared Euclidean distances of x = [queries; gallery], computed a block of rows at a time.
 
-    def __init__(self, x: np.ndarray, nq: int, rows: int | None = None) -> None:
+    `rows`: rows per block (default: from the memory budget); `pairs`: pairs per chunk of `entries`.
+    """
+
+    def __init__(self, x: np.ndarray, nq: int, rows: int | None = None, pairs: int | None = None) -> None:
         self.x, self.x_sq = x, sq_norms(x)
         self.nq, self.n = nq, len(x)
-        self.block = rows or block_rows(self.n, _FEATURE_BLOCK)
+        self.asked = rows
+        self.block = rows or memory.rows(self.n, _FEATURE_ROW_BYTES)
+        self.pairs = pairs or memory.entries(_PAIR_BYTES)
 
     def transposed(self) -> JointFeatures:
         """The distance is symmetric: D.T is D (up to the rounding of the matrix product)."""
@@ -116,9 +146,13 @@ class JointFeatures:
         """Rows start..stop-1, by the block formula of reid.distance."""
         return sq_euclidean_block(self.x[start:stop], self.x, self.x_sq[start:stop], self.x_sq)
 
-    def entries(self, i: np.ndarray, j: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-        """D[i, j] for index arrays, by the same formula as the blocks."""
-        x, x_sq = self.x, self.x_sq
+    def on(self, device: torch.device) -> rerank_torch.Features:
+        """The features copied to `device`, in blocks of the rows asked for (else the device's budget)."""
+        return rerank_torch.features_source(self.x, self.nq, device, self.asked)
+
+    def entries(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """D[i, j] for index arrays, by the same formula as the blocks, `pairs` pairs at a time."""
+        x, x_sq, chunk = self.x, self.x_sq, self.pairs
         out = np.empty(len(i), dtype=np.float32)
         for s in range(0, len(i), chunk):
             r, c = i[s:s + chunk], j[s:s + chunk]
@@ -215,11 +249,88 @@ def merge_smallest(idx: np.ndarray, vals: np.ndarray, k: int) -> tuple[np.ndarra
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, axis=1)
 
 
+# ---------------------------------------------------------------- the neighbour search
+
+class Search(Protocol):
+    """Makes the row blocks of a joint matrix and reduces them to neighbour lists: the one step of a
+    re-ranking that depends on the device. Each method reads every row once and returns NumPy arrays."""
+
+    def ranked(self, src: Joint, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """§1 steps 1-2 on the rows of `src` squared: (k nearest of each row of O, row maxima, O[:nq, nq:])."""
+
+    def tables(self, src: Joint, k_query: int, k_all: int,
+               k_gallery: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """§2 step 1: NQ (k_query nearest of each query, joint indices), NA (k_all of each gallery image,
+        joint), NG (k_gallery of each gallery image among the gallery, gallery indices), q_g as float32."""
+
+
+def _squared(d: np.ndarray) -> np.ndarray:
+    """d**2 as float32, rounded as the port rounds it (square in the input type, then cast); in place for float32."""
+    if d.dtype == np.float32:
+        return np.square(d, out=d)
+    return np.square(d).astype(np.float32)
+
+
+def _row_max(o: np.ndarray) -> np.ndarray:
+    """The maximum of each row, 1 for an all-zero row (which then stays zero when divided)."""
+    top = o.max(axis=1)
+    top[top == 0] = 1
+    return top
+
+
+class HostSearch:
+    """The search with NumPy, _WORKERS blocks at once."""
+
+    def ranked(self, src: Joint, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """§1 steps 1-2 (see `Search`)."""
+        nq, n = src.nq, src.n
+        rank = np.empty((n, min(k, n)), dtype=np.int64)
+        top = np.empty(n, dtype=np.float32)
+        o_qg = np.empty((nq, n - nq), dtype=np.float32)
+
+        def visit(start: int, stop: int, rows: np.ndarray) -> None:
+            rows = _squared(rows)
+            t = top[start:stop] = _row_max(rows)
+            rank[start:stop] = smallest(rows, k, scale=t)[0]
+            if start < nq:
+                np.divide(rows[:, nq:], t[:, None], out=o_qg[start:stop])
+
+        _scan(src, visit)
+        return rank, top, o_qg
+
+    def tables(self, src: Joint, k_query: int, k_all: int,
+               k_gallery: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """§2 step 1 (see `Search`)."""
+        nq, n = src.nq, src.n
+        ng = n - nq
+        q_nbrs = np.empty((nq, k_query), dtype=np.int64)
+        a_nbrs = np.empty((ng, k_all), dtype=np.int64)
+        g_nbrs = np.empty((ng, k_gallery), dtype=np.int64)
+        q_g = np.empty((nq, ng), dtype=np.float32)
+
+        def visit(start: int, stop: int, rows: np.ndarray) -> None:
+            if start < nq:
+                q_nbrs[start:stop] = smallest(rows, k_query)[0]
+                q_g[start:stop] = rows[:, nq:]
+            else:
+                a_nbrs[start - nq:stop - nq] = smallest(rows, k_all)[0]
+                g_nbrs[start - nq:stop - nq] = smallest(rows[:, nq:], k_gallery)[0]
+
+        _scan(src, visit)
+        return q_nbrs, a_nbrs, g_nbrs, q_g
+
+
+def _search(device: Device | None) -> Search:
+    """The NumPy search for None, else the torch search on that device (checked: a ReidError names a bad one)."""
+    return HostSearch() if device is None else rerank_torch.TorchSearch(rerank_torch.as_device(device))
+
+
 # ---------------------------------------------------------------- sets, as 0/1 CSR matrices
 
-def _is_reciprocal(nbrs: np.ndarray, rows: int = 1 << 10) -> np.ndarray:
+def _is_reciprocal(nbrs: np.ndarray) -> np.ndarray:
     """mask[i, m]: whether i is itself among the neighbours of its m-th neighbour nbrs[i, m]."""
     mask = np.empty(nbrs.shape, dtype=bool)
+    rows = _RECIPROCAL_ROWS
     for start in range(0, len(nbrs), rows):
         part = nbrs[start:start + rows]
         own = np.arange(start, start + len(part))[:, None, None]
@@ -300,7 +411,7 @@ def _jaccard_blocks(vq: sp.csr_matrix, vg: sp.csr_matrix) -> Iterator[tuple[slic
     work = np.bincount(row_of_entry, weights=np.diff(b.indptr)[vq.indices], minlength=vq.shape[0])
     done = np.concatenate([[0], np.cumsum(work)])
     bounds = np.searchsorted(done, np.arange(0, done[-1], _TRIPLES), side="right") - 1
-    cap = block_rows(vg.shape[0])
+    cap = memory.rows(vg.shape[0], _JACCARD_BYTES)
     bounds = np.unique(np.concatenate([bounds, np.arange(0, vq.shape[0], cap), [vq.shape[0]]]))
     for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
         yield slice(start, stop), _min_sums(vq[start:stop], b)
@@ -317,69 +428,51 @@ def _row_sums(v: sp.csr_matrix) -> np.ndarray:
 
 
 def _blend(out: np.ndarray, vq: sp.csr_matrix, vg: sp.csr_matrix, lambda_value: float, q_mass: np.ndarray,
-           g_mass: np.ndarray) -> np.ndarray:
-    """out = lambda * out + (1 - lambda) * the Jaccard distances of the rows of vq and vg, a chunk at a time."""
+           g_mass: np.ndarray, original: Callable[[np.ndarray], np.ndarray] = np.asarray) -> np.ndarray:
+    """out = lambda * original(out) + (1 - lambda) * the Jaccard distances of the rows of vq and vg, a chunk of
+    rows at a time (so that `original`, applied row by row, needs no second queries x gallery array)."""
     for rows, mins in _jaccard_blocks(vq, vg):
-        out[rows] = lambda_value * out[rows] + (1 - lambda_value) * _jaccard(mins, q_mass[rows], g_mass)
+        out[rows] = lambda_value * original(out[rows]) + (1 - lambda_value) * _jaccard(mins, q_mass[rows], g_mass)
     return out
 
 
 # ---------------------------------------------------------------- §1 k-reciprocal
 
-def _squared(d: np.ndarray) -> np.ndarray:
-    """d**2 as float32, rounded as the port rounds it (square in the input type, then cast); in place for float32."""
-    if d.dtype == np.float32:
-        return np.square(d, out=d)
-    return np.square(d).astype(np.float32)
-
-
-def _row_max(o: np.ndarray) -> np.ndarray:
-    """The maximum of each row, 1 for an all-zero row (which then stays zero when divided)."""
-    top = o.max(axis=1)
-    top[top == 0] = 1
-    return top
-
-
-def _ranked(src: Joint, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """§1 steps 1-2 on the rows of `src` squared: (k nearest of each row, row maxima, O[:nq, nq:])."""
-    nq, n = src.nq, src.n
-    rank = np.empty((n, min(k, n)), dtype=np.int64)
-    top = np.empty(n, dtype=np.float32)
-    o_qg = np.empty((nq, n - nq), dtype=np.float32)
-
-    def visit(start: int, stop: int, rows: np.ndarray) -> None:
-        rows = _squared(rows)
-        t = top[start:stop] = _row_max(rows)
-        rank[start:stop] = smallest(rows, k, scale=t)[0]
-        if start < nq:
-            np.divide(rows[:, nq:], t[:, None], out=o_qg[start:stop])
-
-    _scan(src, visit)
-    return rank, top, o_qg
-
-
-def _weights(sets: sp.csr_matrix, src: Joint, top: np.ndarray) -> sp.csr_matrix:
-    """§1 step 5: exp(-O[i, j]) over each set, normalised to sum 1 per row (O = src squared / row maximum)."""
+def _weights(sets: sp.csr_matrix, dist: Entries, top: np.ndarray) -> sp.csr_matrix:
+    """§1 step 5: exp(-O[i, j]) over each set, normalised to sum 1 per row (O = dist squared / row maximum)."""
     rows = np.repeat(np.arange(sets.shape[0]), np.diff(sets.indptr))
-    w = np.exp(-(_squared(src.entries(rows, sets.indices)) / top[rows])).astype(np.float64)
+    w = np.exp(-(_squared(dist.entries(rows, sets.indices)) / top[rows])).astype(np.float64)
     w /= np.bincount(rows, weights=w, minlength=sets.shape[0])[rows]
     return sp.csr_matrix((w, sets.indices, sets.indptr), shape=sets.shape)
 
 
-def _k_reciprocal(src: Joint, k1: int, k2: int, lambda_value: float) -> np.ndarray:
-    """§1 on a source of D (O, the matrix ranked, is D.T squared and divided by its row maxima).
+def reciprocal_vectors(rank: np.ndarray, k1: int, k2: int, dist: Entries, top: np.ndarray) -> sp.csr_matrix:
+    """The k-reciprocal vectors V of §1 steps 3-6 for all N images, from their neighbour lists: (N, N) CSR.
 
-    Every row of V counts as summing to one, so sum(max) is the 2 - sum(min) of §1 step 7 (a row
-    can also be empty, where the image is not among the neighbours of its own neighbours).
+    `rank[i]`: the nearest images of image i in O, nearest first (i itself first where it is its
+    own nearest), at least max(k1 + 1, k2) of them where there are; `dist.entries(i, j)`: D at
+    index pairs; `top[i]`: the maximum of row i of D squared, so that O = D squared / top. Each
+    row of V sums to one, or is empty where the image is not among the neighbours of its own
+    neighbours. The re-ranking of §1 and the clustering of reid/clustering.py both build V here.
     """
-    src = src.transposed()
-    rank, top, out = _ranked(src, max(k1 + 1, k2))
+    n = len(rank)
     half = int(np.around(k1 / 2))
-    sets = _expand(_reciprocal_sets(rank[:, :k1 + 1], src.n), _reciprocal_sets(rank[:, :half + 1], src.n),
+    sets = _expand(_reciprocal_sets(rank[:, :k1 + 1], n), _reciprocal_sets(rank[:, :half + 1], n),
                    lambda overlap, size: overlap > 2 / 3 * size)
-    v = _weights(sets, src, top)
+    v = _weights(sets, dist, top)
     if k2 != 1:
         v = _query_expansion(v, rank[:, :k2])
+    return v
+
+
+def _k_reciprocal(src: Joint, k1: int, k2: int, lambda_value: float, search: Search) -> np.ndarray:
+    """§1 on a source of D (O, the matrix ranked, is D.T squared and divided by its row maxima).
+
+    Every row of V counts as summing to one, so sum(max) is the 2 - sum(min) of §1 step 7.
+    """
+    src = src.transposed()
+    rank, top, out = search.ranked(src, max(k1 + 1, k2))
+    v = reciprocal_vectors(rank, k1, k2, src, top)
     ones = np.ones(src.n)
     return _blend(out, v[:src.nq], v[src.nq:], lambda_value, ones[:src.nq], ones[src.nq:])
 
@@ -415,11 +508,6 @@ def _matrices(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray) -> JointMatrice
     return JointMatrices(q_g, q_q, g_g)
 
 
-def _on_device(src: JointMatrices, device: Device) -> rerank_torch.Matrices:
-    """The three checked blocks of `src` as a source on `device`."""
-    return rerank_torch.matrices_source(src.q_g, src.q_q, src.g_g, rerank_torch.as_device(device))
-
-
 def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
                  lambda_value: float = 0.3, device: Device | None = None) -> np.ndarray:
     """k-reciprocal re-ranking of three distance blocks (§1): float32 (nq, ng).
@@ -427,48 +515,21 @@ def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20
     The same numbers as the public port, up to float32 rounding of sums, without its five
     dense N x N arrays: the joint matrix is squared, normalised and ranked a block of rows at a
     time, and only each row's k1 + 1 nearest neighbours are kept. With `device`, the blocks are
-    copied there and every step runs in torch.
+    copied there and squared, normalised and ranked in torch; the rest runs here.
     """
     _check_params(k1, k2)
     src = _matrices(q_g, q_q, g_g)
-    if device is not None:
-        return rerank_torch.k_reciprocal(_on_device(src, device), k1, k2, lambda_value)
-    return _k_reciprocal(src, k1, k2, lambda_value)
+    return _k_reciprocal(src, k1, k2, lambda_value, _search(device))
 
 
 # ---------------------------------------------------------------- §2 hard weight
 
 def _row_normalised(q_g: np.ndarray) -> np.ndarray:
-    """q_g with each row divided by its L2 norm (a zero row stays zero), float32."""
+    """q_g with each row divided by its L2 norm (a zero row stays zero), float32; row by row, so any rows of it."""
     q_g = q_g.astype(np.float32, copy=False)
     norms = np.linalg.norm(q_g, axis=1, keepdims=True)
     norms[norms == 0] = 1
     return q_g / norms
-
-
-def _neighbour_tables(src: Joint, k1: int, k2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """§2 step 1 in one pass: NQ (joint indices), NA (joint), NG (gallery indices), and rownorm(q_g).
-
-    NQ holds max(k1, k2) neighbours and NG max(k1, k2 + 1), for the query expansion of step 5.
-    """
-    nq, n = src.nq, src.n
-    ng = n - nq
-    k_query, k_all, k_gallery = min(n, max(k1, k2)), min(k1, n), min(ng, max(k1, k2 + 1))
-    q_nbrs = np.empty((nq, k_query), dtype=np.int64)
-    a_nbrs = np.empty((ng, k_all), dtype=np.int64)
-    g_nbrs = np.empty((ng, k_gallery), dtype=np.int64)
-    out = np.empty((nq, ng), dtype=np.float32)
-
-    def visit(start: int, stop: int, rows: np.ndarray) -> None:
-        if start < nq:
-            q_nbrs[start:stop] = smallest(rows, k_query)[0]
-            out[start:stop] = _row_normalised(rows[:, nq:])
-        else:
-            a_nbrs[start - nq:stop - nq] = smallest(rows, k_all)[0]
-            g_nbrs[start - nq:stop - nq] = smallest(rows[:, nq:], k_gallery)[0]
-
-    _scan(src, visit)
-    return q_nbrs, a_nbrs, g_nbrs, out
 
 
 def _query_sets(q_nbrs: np.ndarray, a_nbrs: np.ndarray, k1: int) -> sp.csr_matrix:
@@ -486,10 +547,13 @@ def _others_first(g_nbrs: np.ndarray) -> np.ndarray:
     return np.take_along_axis(g_nbrs, np.argsort(is_self, axis=1, kind="stable"), axis=1)
 
 
-def _hard_weight(src: Joint, k1: int, k2: int, lambda_value: float, expansion: float) -> np.ndarray:
-    """§2 on a source of D: binary vectors over the gallery, expanded with `>= expansion`."""
-    ng = src.n - src.nq
-    q_nbrs, a_nbrs, g_nbrs, out = _neighbour_tables(src, k1, k2)
+def _hard_weight(src: Joint, k1: int, k2: int, lambda_value: float, expansion: float, search: Search) -> np.ndarray:
+    """§2 on a source of D: binary vectors over the gallery, expanded with `>= expansion`.
+
+    NQ holds max(k1, k2) neighbours and NG max(k1, k2 + 1), for the query expansion of step 5.
+    """
+    n, ng = src.n, src.n - src.nq
+    q_nbrs, a_nbrs, g_nbrs, out = search.tables(src, min(n, max(k1, k2)), min(k1, n), min(ng, max(k1, k2 + 1)))
 
     def accept(overlap: np.ndarray, size: np.ndarray) -> np.ndarray:
         return overlap >= expansion * size
@@ -502,7 +566,7 @@ def _hard_weight(src: Joint, k1: int, k2: int, lambda_value: float, expansion: f
     vg = vg.astype(np.float64)
     if ng > 1:
         vg = _query_expansion(vg, _others_first(g_nbrs)[:, :min(k2, ng - 1)])
-    return _blend(out, vq, vg, lambda_value, _row_sums(vq), _row_sums(vg))
+    return _blend(out, vq, vg, lambda_value, _row_sums(vq), _row_sums(vg), original=_row_normalised)
 
 
 def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
@@ -513,13 +577,11 @@ def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20,
     exactly (ties go to the lower index). The sets Rg[g] and Rh[g] always contain g itself,
     whatever the ties among duplicates; with k2 > k1 the query expansion uses the k2 nearest;
     with a one-image gallery there is no other image to expand with, so Vg' = Vg. With
-    `device`, the blocks are copied there and every step runs in torch.
+    `device`, the blocks are copied there and ranked in torch; the rest runs here.
     """
     _check_params(k1, k2)
     src = _matrices(q_g, q_q, g_g)
-    if device is not None:
-        return rerank_torch.hard_weight(_on_device(src, device), k1, k2, lambda_value, expansion)
-    return _hard_weight(src, k1, k2, lambda_value, expansion)
+    return _hard_weight(src, k1, k2, lambda_value, expansion, _search(device))
 
 
 # ---------------------------------------------------------------- §3 from features
@@ -531,8 +593,9 @@ def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal"
     Euclidean distances of the same features, without ever holding an N x N matrix.
 
     `rows` sets how many rows of the joint distance matrix are computed at a time. With
-    `device` ("cpu", "cuda", a torch.device) the features are copied there and every step runs
-    in torch (reid/rerank_torch.py); None runs the NumPy/SciPy path.
+    `device` ("cpu", "cuda", a torch.device) the features are copied there, and the distance
+    blocks and neighbour lists are computed in torch (reid/rerank_torch.py); None computes them
+    with NumPy. The sets, weights and Jaccard distances are the same SciPy code either way.
     """
     _check_params(k1, k2)
     if method not in ("k_reciprocal", "hard_weight"):
@@ -542,16 +605,11 @@ def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal"
         raise ReidError(f"feature sizes differ: {qf.shape[1]} (queries) and {gf.shape[1]} (gallery)")
     if len(qf) == 0 or len(gf) == 0:
         raise ReidError(f"need at least one query and one gallery image, got {len(qf)} and {len(gf)}")
-    x = np.concatenate([qf, gf])
-    if device is not None:
-        src = rerank_torch.features_source(x, len(qf), rerank_torch.as_device(device), rows)
-        if method == "k_reciprocal":
-            return rerank_torch.k_reciprocal(src, k1, k2, lambda_value)
-        return rerank_torch.hard_weight(src, k1, k2, lambda_value, expansion)
-    src = JointFeatures(x, len(qf), rows)
+    search = _search(device)
+    src = JointFeatures(np.concatenate([qf, gf]), len(qf), rows)
     if method == "k_reciprocal":
-        return _k_reciprocal(src, k1, k2, lambda_value)
-    return _hard_weight(src, k1, k2, lambda_value, expansion)
+        return _k_reciprocal(src, k1, k2, lambda_value, search)
+    return _hard_weight(src, k1, k2, lambda_value, expansion, search)
 
 
 # The matrices `distance_matrices` returns, by file stem, with the name a table gives each.
@@ -565,7 +623,7 @@ def distance_matrices(qf: np.ndarray, gf: np.ndarray, k1: int = 20, k2: int = 6,
     `rerank_input="squared"` feeds squared Euclidean distances to the re-rankings (the winning
     entry), through the memory-bounded feature path; `"euclidean"` feeds Euclidean ones (what
     the k-reciprocal port, which squares its input, was written for) through the matrix path.
-    `device` is where the re-rankings run (None: the NumPy path).
+    `device` is where the re-rankings' neighbour search runs (None: with NumPy).
     """
     plain = sq_euclidean(qf, gf)
     params = dict(k1=k1, k2=k2, lambda_value=lambda_value, device=device)

@@ -59,10 +59,11 @@ def test_query_without_match_is_skipped():
 
 
 def test_chunking_does_not_change_results(monkeypatch):
+    import reid.memory as memory
     import reid.metrics as metrics
     dist, q, g = case(40, 30, 5, ties=True)
     whole = evaluate(dist, q, g)
-    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 70)
+    monkeypatch.setattr(memory, "BUDGET", 70 * metrics._ENTRY_BYTES)
     assert evaluate(dist, q, g) == whole
 
 
