@@ -9,8 +9,10 @@ so nothing is downloaded) in bf16 autocast; warm-up steps are not timed. MFU is 
 FLOPs per step (torch.utils.flop_counter on one pair, with gradient checkpointing off so that
 recomputation does not count, times the pairs per step) per second, over the card's dense
 bf16 peak. Re-ranking: reid.rerank.rerank_features(..., device=) on clustered, L2-normalised
-random features, 6% of them queries (the challenge has 618 of 10,123), after one warm-up run;
-the smallest size is also run on the NumPy path, to show how far the device's rounding moves it.
+random features, 6% of them queries (the challenge has 618 of 10,123), after one warm-up run:
+its distance blocks and neighbour search run on the device, the sets and the Jaccard step on
+the host (docs/RERANKING.md §3); the smallest size is also run on the NumPy path, to show how
+far the device's rounding moves it.
 
 Progress goes to stderr; stdout gets exactly one JSON line. Goals on one H100/H200: MFU >= 35%,
 re-ranking of 100k images < 5 s; the whole run takes a few minutes.
