@@ -3,11 +3,8 @@
     python demo.py                                   # what `make demo` runs
     python demo.py --epochs=10 --img_sizes=96,128,160 --seeds=1,2,3
 
-Each stage is printed as the command a user would type, then run in this process from exactly
-those arguments (its Config parsed from them, then its main), so what is printed is what runs.
-The data and the trained runs already on disk are reused on a second run, a run only if it
-finished with the same recipe on the same data (else it is trained again, and the log says
-why). All figures it prints are on SYNTHETIC data (reid/synthetic/), not the DeepSportradar set.
+What it runs, what it reuses on a second run, and the figures to expect: README.md, "What `make demo`
+does". All figures it prints are on SYNTHETIC data (reid/synthetic/), not the DeepSportradar set.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ import sim_fuse
 import train_our_post_resnet
 from reid.config import format_config, parse_args, run, to_dict
 from reid.errors import ReidError
-from reid.files import read_json
+from reid.files import read_json, write_text
 from reid.io import labels_for, load_matrix
 from reid.metrics import evaluate
 from reid.rerank import KINDS
@@ -211,7 +208,7 @@ def main(cfg: Config) -> None:
     print(f"\nResults on SYNTHETIC data (reid/synthetic/, size {cfg.synthetic_size}), in percent; "
           "the challenge split is scored with its synthetic ground truth:\n")
     print(table.to_string(float_format=lambda v: f"{v:6.2f}"))
-    table.to_csv(cfg.out_dir / "results.csv", float_format="%.2f")
+    write_text(cfg.out_dir / "results.csv", table.to_csv(float_format="%.2f"))
     print(f"\nranked results: {cfg.out_dir / first / 'test' / 'ranked.png'}; "
           f"table: {cfg.out_dir / 'results.csv'}")
     print("training curves: " + ", ".join(str(cfg.checkpoint_dir / r / "curves.png") for r in runs))

@@ -2,10 +2,7 @@
 
     python dissim_fuse.py --inputs=runs/a/challenge/dist_kr.npy,runs/b/challenge/dist_kr.npy
 
-Per query, each model's weight is the inverse of its share of the gallery images that most
-models put in their top-k: the published rule, under which a model that agrees *more* with
-the consensus gets *less* weight. The winning recipe runs this and sim_fuse.py on the same
-matrices, then sim_fuse.py on the two results. Inputs and outputs as in sim_fuse.py.
+The weighting rule: docs/RERANKING.md §4; inputs, outputs and the winning recipe: README.md, stage 5.
 """
 
 from __future__ import annotations
@@ -14,12 +11,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from reid.config import PositiveInt, format_config, run
+from reid.config import format_config, run
 from reid.fusion import dissim_fuse, fuse_files
+from reid.rules import Checked, PositiveInt
 
 
 @dataclass
-class Config:
+class Config(Checked):
     inputs: tuple[Path, ...] = ()  # distance matrices to fuse: .npy (ids beside it) or official .csv
     topk: PositiveInt = 15  # gallery images per model that vote for the consensus set
     min_votes: PositiveInt | None = None  # votes an image needs to be in the consensus; None: a majority

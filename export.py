@@ -3,12 +3,7 @@
     python export.py --checkpoint=checkpoints/lite0_128 --out=model.onnx
     python export.py --checkpoint=checkpoints/eva02_l448/last.pt --out=deploy/eva02.onnx --images=data/crops
 
-Writes `model.onnx` (any batch size, L2 normalisation inside; weights over 1 GiB go to
-`model.onnx.data`) and `model.json` (input size, resize/pad rule, mean, std, colour order,
-feature size, model, opset, and the sha256 of the checkpoint and of the graph). Before anything
-is kept, onnxruntime and PyTorch embed the same images, one alone and thirteen together,
-through the sidecar's preprocessing; beyond `tolerance` nothing is written and the command
-fails naming the difference. Run the result with `reid.api.OnnxEmbedder`, without PyTorch.
+What it writes and how it verifies it, and running the result without PyTorch: README.md, stage 6.
 """
 
 from __future__ import annotations

@@ -3,40 +3,8 @@
     python identify.py --images=crops/game_12 --checkpoints=checkpoints/a,checkpoints/b --out_dir=outputs/ident
     python identify.py --images=crops/game_12 --checkpoints=model.onnx --groups=crops/game_12/frames.csv
 
-Features come from `reid.api` (several models: the mean of their squared Euclidean distances,
-as sim_fuse.py fuses matrices), distances are k-reciprocal re-ranked, and the clustering
-(reid/clustering.py) needs no number of players. Two crops of one sequence and frame are never
-one identity: frames come from `--groups` (columns image,sequence,frame) or from names in the
-official form `{player}_{sequence}_{frame}.jpeg` (sequences counted within each folder, so several
-games' folders may reuse numbers). The player field of such names, or
-`--truth` (columns image,player), only scores the result (ARI, NMI, K against the true count).
-
-Each crop is embedded at the model's input size and at 1.25 times it, the two unit-length
-features averaged (`--scales`; `--flip_tta=true` adds the mirrored crops). Grouping needs
-features that tell teammates apart more than ranking a gallery does, and the larger input
-shows more of the jersey number. Measured by `python -m bench.identify --scale=0 --tta=true`
-with the demo model (checkpoints/demo/lite0_128) on the synthetic splits: rank-1 (a crop's
-nearest other crop outside its frame is the same player), ARI and K of identify, and the
-embedding time on 2 CPU cores relative to one plain pass:
-
-    scales             flip  time   test rank-1  ARI   K/30    challenge rank-1  ARI   K/62
-    1                   no   1.0x         0.845  0.74    36            0.823  0.63    60
-    1                   yes  1.7x         0.878  0.77    32            0.864  0.68    67
-    1, 1.125            no   2.3x         0.889  0.80    32            0.871  0.73    64
-    1, 1.25             no   2.6x         0.898  0.82    34            0.877  0.75    65
-    1, 1.25             yes  5.2x         0.913  0.85    32            0.899  0.76    67
-    0.875, 1, 1.125     yes  5.1x         0.918  0.85    38            0.896  0.75    64
-
-Every setting with a second scale beats flipping alone; mirroring on top adds about 0.03 ARI
-on the test split for twice the time. The default, `1,1.25` without flip, keeps 20,000 crops
-within identify's 10-minute budget on 2 cores (`python -m bench.identify`). A model of one
-input size (an exported `.onnx` graph, a transformer built for one size) is embedded at that
-size alone, said in one line.
-
-Writes `<out_dir>/identities.csv` (image,identity,confidence; identities numbered largest
-first), `identities.png` (a row of crops per identity), `provenance.json` and `manifest.json`. The
-output folder is replaced whole, so it must be new, empty or an earlier identify output, apart from
-every input (reid/outputs.py); a second run into it while one writes is refused.
+How the identities are found and what is written: README.md, stage 7; the test-time
+augmentation measured: docs/IDENTIFY.md.
 """
 
 from __future__ import annotations

@@ -5,14 +5,7 @@
     python predict.py --checkpoints=pretrained:efficientnet_lite0   # untrained ImageNet features
     python predict.py --checkpoints=model.onnx                      # an exported model (export.py)
 
-Under `torchrun --nproc_per_node=N` each process embeds 1/N of every split and the first
-writes the results: the same files as one process.
-
-Writes, per checkpoint and split, `<out_dir>/<run>/<split>/`: dist.npy, dist_kr.npy,
-dist_hw.npy, query_ids.txt, gallery_ids.txt, the official CSV of each matrix, labels.csv where
-labels are known, provenance.json (each checkpoint's sha256 and the images' fingerprint) and
-manifest.json; with several checkpoints also `<out_dir>/mean/<split>/` (their mean). Each such
-folder is replaced whole, so it must be new, empty or an earlier predict output (reid/outputs.py).
+What it writes, per checkpoint and split, and under torchrun: README.md, stage 4.
 """
 
 from __future__ import annotations

@@ -2,16 +2,8 @@
 
     python preprocess_data.py [--data_dir=data] [--n_folds=10] [--layout=auto]
 
-The layout under <data_dir>/data_reid/ is detected (and printed) unless --layout names it:
-official (reid_training/, reid_test/{query,gallery}/, reid_challenge/); market1501
-(bounding_box_train/, query/, bounding_box_test/ with names {pid}_c{camera}s{seq}_{frame}_{n}.jpg,
-or .jpeg or .png: junk pid -1 left out, distractors pid 0 kept in the test gallery, cameras kept
-for evaluation);
-or folders (train/<player>/[<sequence>/]<image>, or sequences given by a sequences.csv with
-image,sequence,frame; test/ likewise and optional: without it a fifth of the players is held
-out; queries: the first image by name of each player in each sequence, none of a player with a
-single image).
-Either way the same train_df.csv comes out, so no later stage knows layouts.
+The layout under <data_dir>/data_reid/ is detected (and printed) unless --layout names it; each
+layout's rules: README.md, "Your own data". Every layout gives the same train_df.csv.
 """
 
 from __future__ import annotations

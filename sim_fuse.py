@@ -2,9 +2,7 @@
 
     python sim_fuse.py --inputs=runs/a/challenge/dist_kr.npy,runs/b/challenge/dist_kr.npy
 
-Inputs are `.npy` matrices (with `query_ids.txt` / `gallery_ids.txt` beside them) or official
-submission CSVs, over the same queries and gallery in the same order. Writes the fused
-`dist.npy` with its id files, and `dist.csv` in the official format when ids are integers.
+Inputs, outputs and the winning recipe's chain of fusions: README.md, stage 5.
 """
 
 from __future__ import annotations
@@ -13,12 +11,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from reid.config import NonNegative, format_config, run
+from reid.config import format_config, run
 from reid.fusion import fuse_files, mean_fuse
+from reid.rules import Checked, NonNegative
 
 
 @dataclass
-class Config:
+class Config(Checked):
     inputs: tuple[Path, ...] = ()  # distance matrices to fuse: .npy (ids beside it) or official .csv
     weights: tuple[NonNegative, ...] = ()  # one weight per input; empty means equal weights
     out_dir: Path = Path("outputs/sim_fuse")  # gets dist.npy, query_ids.txt, gallery_ids.txt, dist.csv

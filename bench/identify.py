@@ -21,7 +21,7 @@ process, embedding included: wall seconds and peak memory (the process's maximum
 References use dense N x N matrices (fine at these sizes); `identify` never does.
 
 `--tta=true` embeds both splits under each test-time augmentation setting of TTA (the table in
-identify.py's docstring): rank-1 (each crop's nearest other crop outside its frame is the same
+docs/IDENTIFY.md): rank-1 (each crop's nearest other crop outside its frame is the same
 player), identify's ARI and K, and the embedding seconds relative to one plain pass.
 """
 

@@ -1,13 +1,13 @@
 """k_reciprocal and hard_weight against the public port, and against their own committed version.
 
+    python -m bench.rerank_speed [--repeat=3] [--baseline=HEAD]
+
 At the 2023 challenge size, prints time, traced peak memory (tracemalloc; numpy reports its
 buffers to it) and the largest difference from the port, with the ratios the issue sets as
 targets. The committed version (git revision `--baseline`, HEAD by default) runs on the same
 inputs in the same process, so the ratios to it are measured under the same load; its speed
 ratio is reported, its memory ratio has a target. Ends with one error line, exit 1, when a
 target is missed.
-
-    python -m bench.rerank_speed [--repeat=3] [--baseline=HEAD]
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from reid.config import run
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
 from reid.rerank import hard_weight, k_reciprocal
+from reid.rules import Checked
 
 
 @dataclass
-class Config:
+class Config(Checked):
     repeat: int = 3  # timed runs of each of ours (the best counts); the port runs once
     baseline: str = "HEAD"  # git revision whose reid/rerank.py runs beside the current one
 

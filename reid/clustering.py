@@ -43,7 +43,7 @@ synthetic data when this module was written: ARI, identities found K / true K; t
     this module, defaults                                 0.74      36         0.63          60
 
 (identify.py embeds each crop at two input sizes by default, which raises this module's ARI to
-0.82 and 0.75, K 34 and 65: the table in identify.py's docstring.)
+0.82 and 0.75, K 34 and 65: the table in docs/IDENTIFY.md.)
 
 Average linkage, with or without the frame constraint, reaches its best ARI only at about
 twice the true number of identities, and no one threshold suits both splits. HDBSCAN

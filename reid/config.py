@@ -2,7 +2,10 @@
 
 A script declares `@dataclass class Config(Checked)` and ends with `run(main, Config)`. Values
 on the command line are typed by the dataclass annotations; an unknown field is an error that
-lists the valid ones; `--help` prints every field with its default and the comment beside it.
+lists the valid ones. `--help` prints the first two paragraphs of the script's docstring (what
+it does in a sentence, then the command lines that run it) and every field with its default and
+the comment beside it; the rest of the docstring is for readers of the source, and longer
+explanations and measured tables live in README.md and docs/.
 What a field allows is declared in its annotation (reid/rules.py) and checked when the Config
 is built, so a value refused here is refused in the same words from Python.
 """
@@ -155,12 +158,18 @@ def one_line(exc: ReidError) -> str:
     return last.split(": ", 1)[1] if last.startswith("reid.errors.ReidError: ") else last
 
 
+def synopsis(doc: str) -> str:
+    """A docstring's first two paragraphs, what `--help` shows before the options: the summary
+    and the command lines, short enough to read before the options scroll by."""
+    return "\n\n".join(re.split(r"\n\s*\n", doc.strip())[:2])
+
+
 def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> None:
     """The entry point of every script: parse, run, and turn a `ReidError` into one clean line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         doc = inspect.getdoc(sys.modules.get(main.__module__))  # the script's own docstring: what it does
-        print(f"{doc}\n\n{usage(cls)}" if doc else usage(cls))
+        print(f"{synopsis(doc)}\n\n{usage(cls)}" if doc else usage(cls))
         return
     try:
         main(parse_args(cls, argv))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from helpers import SMOKE_TRAIN, call, run_script
-from reid.config import parse_args, save_config, usage
+from helpers import REPO, SMOKE_TRAIN, call, run_script
+from reid.config import parse_args, run, save_config, usage
 from reid.errors import ReidError
 from reid.rules import PositiveInt, Probability
 
@@ -129,10 +131,6 @@ def folders(root) -> set[str]:
 
 
 def _fields(script: str) -> set[str]:
-    import dataclasses
-    import importlib
-    from pathlib import Path
-
     return {f.name for f in dataclasses.fields(importlib.import_module(Path(script).stem).Config)}
 
 
@@ -169,3 +167,21 @@ def test_a_tilde_in_a_path_means_the_home_folder(monkeypatch, tmp_path):
 
     assert parse_args(preprocess_data.Config, ["--data_dir=~/dd"]).data_dir == tmp_path / "dd"
 
+
+
+ENTRY_POINTS = sorted(".".join(p.relative_to(REPO).with_suffix("").parts)  # every stage script and bench
+                      for p in [*REPO.glob("*.py"), *REPO.glob("bench/*.py")] if "run(main, Config)" in p.read_text())
+HELP_HEAD = 12  # lines --help may print before the first option: a summary and the command lines
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_help_is_a_summary_the_command_lines_and_every_option(name, capsys):
+    module = importlib.import_module(name)
+    run(module.main, module.Config, ["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[:lines.index(next(line for line in lines if line.startswith("options (--field=value)")))]
+    assert 3 <= len(head) <= HELP_HEAD, "\n".join(head)
+    commands = [line.strip() for line in head[2:] if line.strip()]
+    assert commands and all(c.startswith(("python ", "torchrun ", "make ")) for c in commands), "\n".join(head)
+    listed = {line.split("=", 1)[0].strip() for line in lines if line.startswith("  --")}
+    assert listed == {f"--{f.name}" for f in dataclasses.fields(module.Config)}
