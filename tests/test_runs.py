@@ -8,7 +8,8 @@ import pytest
 
 from helpers import SMOKE_TRAIN, call, dataset_files, write_tree
 from reid.errors import ReidError
-from reid.runs import COMPLETE, data_fingerprint, recipe_changes, reuse_problem, write_complete
+from reid.files import write_with
+from reid.runs import COMPLETE, data_fingerprint, foreign_files, recipe_changes, reuse_problem, write_complete
 
 
 @pytest.fixture
@@ -63,6 +64,17 @@ def test_only_a_finished_run_with_the_same_recipe_and_data_is_reused(tmp_path):
     (run / COMPLETE).write_text("{")
     assert "cannot be read" in reuse_problem(run, config, "d1")
 
+
+def test_a_killed_write_is_ours_and_anything_else_is_foreign(tmp_path):
+    """The temporary a killed checkpoint write leaves is the run's own; a user's file is not."""
+    leftover = []
+    write_with(tmp_path / "last.pt", lambda tmp: leftover.append(tmp.name))
+    (tmp_path / leftover[0]).write_bytes(b"half")
+    (tmp_path / "metrics.csv").write_text("epoch\n")
+    assert foreign_files(tmp_path) == []
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / ".notes.txt.x1y2.part").write_text("mine too")
+    assert foreign_files(tmp_path) == [".notes.txt.x1y2.part", "notes.txt"]
 
 def test_a_run_folder_in_use_is_refused(official):
     from reid.runs import hold_run
