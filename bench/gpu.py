@@ -34,23 +34,24 @@ import torch
 
 from bench.common import features
 from bench.train_throughput import engine_step, model_flops, timed
-from reid.config import Count, NonNegative, PositiveInt, Probability, Range, run
-from reid.device import amp_dtype, resolve_device
+from reid.config import run
+from reid.device import Amp, amp_dtype, resolve_device
 from reid.errors import ReidError
 from reid.models import build_encoder
 from reid.rerank import rerank_features
+from reid.rules import Checked, Count, NonNegative, PositiveInt, Probability, Range
 
 Images = Annotated[int, Range(lo=2)]  # a re-ranking needs a query and a gallery image
 
 
 @dataclass
-class Config:
+class Config(Checked):
     device: Literal["cuda", "cpu"] = "cuda"  # where to run (cpu: for --smoke=true runs)
     smoke: bool = False  # tiny sizes (overrides the model, sizes and steps): shows that the script runs
     model: str = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"  # timm name, random init (no download)
     img_size: PositiveInt = 448  # square input side
     batch_size: PositiveInt = 32  # pairs per step (64 images): the recipe's per-GPU batch
-    amp: Literal["bf16", "fp16", "off"] = "bf16"  # autocast dtype on CUDA (CPU runs fp32)
+    amp: Amp = "bf16"  # autocast dtype on CUDA (CPU runs fp32)
     grad_checkpointing: bool = False  # recompute activations in backward (switched on by itself if out of memory)
     compile: bool = False  # torch.compile the encoder (off: eager is what the engine runs)
     warmup_steps: Count = 3  # untimed steps first (cuBLAS/cuDNN choices, allocator, optimizer state)
@@ -68,8 +69,8 @@ class Config:
 # The H200 has the H100 SXM's compute. NVL cards are left out (their clocks differ): pass --peak_tflops.
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("NVL", None), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
 
-SMOKE = dict(model="test_vit", img_size=64, batch_size=4, warmup_steps=1, steps=2, rerank_sizes=(600, 1500),
-             rerank_warmup=300, feature_dim=32)
+SMOKE = dict(model="test_vit", img_size=32, batch_size=4, warmup_steps=1, steps=2, rerank_sizes=(200, 500),
+             rerank_warmup=100, feature_dim=32)
 
 
 def peak_tflops(cfg: Config, device: torch.device) -> tuple[float | None, str]:
