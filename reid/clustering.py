@@ -70,9 +70,9 @@ from reid.errors import ReidError
 from reid.rerank import JointFeatures, reciprocal_vectors, smallest
 from reid.rules import Positive, PositiveInt, Range, checked
 
-# Bytes charged per unit against reid.memory.BUDGET. identify works on one game's crops (thousands),
-# so its steps take small shares: larger blocks gain nothing there, and the block size fixes how the
-# distances round, hence the figures of the module docstring.
+# Bytes charged per unit against reid.memory.BUDGET. identify works on one game's crops (thousands), so
+# its steps take small shares (tests/test_clustering.py bounds its peak), and the block size fixes how
+# the distances round, hence the figures of the module docstring.
 _ROW_BYTES = 1 << 9  # an entry of a block of distance rows: 8 MiB blocks (their temporaries are a few times that)
 _PAIR_BYTES = 1 << 17  # a pair of the Jaccard step: 8,192 pairs a chunk, two gathered sets of ~100 entries each
 _DISTANCE_PAIR_BYTES = 1 << 20  # a pair whose distance is computed: 1,024 pairs a chunk (the rows gathered

@@ -5,11 +5,13 @@ rows, or a chunk of entries, at a time. How large is one setting, `BUDGET`: the 
 such step may hold at once, on the host or on the device it runs on (its inputs and the
 output it fills are not counted). Each step states what one entry of its block costs, in
 bytes, next to its code (`*_BYTES`), and gets as many entries as fit; scaling `BUDGET` scales
-every block alike. Sizes below 1/16 of the budget are shares chosen where a step gains nothing
-from more (their comments say why), not costs.
+every block alike. Where a charge is well above what an entry really costs, it is a share of
+the budget, and its comment says why (a small peak beside inputs the caller already holds, or
+figures that depend on the block size).
 
 Block sizes of distances computed by matrix products also fix how those products round, so
-changing `BUDGET` may move a distance by a float32 rounding step (never by more).
+changing `BUDGET` may move a distance by a float32 rounding step, and with it a neighbour that
+rounding decides; the figures this project reports were made with the value below.
 """
 
 from __future__ import annotations

@@ -35,10 +35,11 @@ from reid.distance import as_features, sq_euclidean, sq_euclidean_block, sq_norm
 from reid.errors import ReidError
 
 # Bytes charged per entry against reid.memory.BUDGET:
-_FEATURE_ROW_BYTES = 16  # a block of distances from features: _WORKERS blocks at once, each float32 plus a copy
-_MATRIX_ROW_BYTES = 256  # a block of rows copied from the given matrices: a 1/64 share (16 MiB blocks),
-# since the caller already holds those matrices and larger copies are no faster
-_JACCARD_BYTES = 64  # a (query rows x gallery) block of min-sums: float64 sums, their Jaccard and the blend's
+_FEATURE_ROW_BYTES = 16  # a block of distances from features: _WORKERS blocks at once, each float32 and
+# up to as much again in temporaries (256 MiB blocks)
+_MATRIX_ROW_BYTES = 256  # a block of rows copied from the given matrices: a 1/64 share (16 MiB blocks), as
+# the caller already holds those matrices (bench.rerank_speed: a peak of about 60 MiB beside them)
+_JACCARD_BYTES = 64  # a (query rows x gallery) block of min-sums: float64 sums, their Jaccard, the blend's temporaries
 _PAIR_BYTES = 1 << 14  # a pair whose distance is computed from features: its two rows, up to 2,048 dims
 # Tuning for speed, not memory budgets:
 _TRIPLES = 1 << 17  # (query, shared column, gallery) triples per chunk of the Jaccard step: fits in cache

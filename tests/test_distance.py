@@ -41,3 +41,17 @@ def test_bad_features():
         sq_euclidean(np.full((2, 3), np.nan), np.ones((2, 3)))
     with pytest.raises(ReidError, match="2-D"):
         sq_euclidean(np.ones(3), np.ones((2, 3)))
+
+
+def test_blocks_follow_the_memory_budget(monkeypatch):
+    """One setting sizes every block: a budget of three rows' worth tiles the matrix in threes, same values."""
+    import reid.distance as distance
+    import reid.memory as memory
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((10, 4)), rng.standard_normal((6, 4))
+    whole = sq_euclidean(a, b)
+    monkeypatch.setattr(memory, "BUDGET", 3 * 6 * distance._ROW_BYTES)
+    assert [s for s, _ in sq_euclidean_blocks(a, b)] == [0, 3, 6, 9]
+    np.testing.assert_allclose(sq_euclidean(a, b), whole, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(memory, "BUDGET", 1)
+    assert memory.entries(64) == 1 and memory.rows(1000, 64) == 1
