@@ -5,7 +5,7 @@ the device (distances from features by reid.distance's block formula, or rows of
 given blocks), squared and scaled there for §1, and reduced there to neighbour lists; only the
 lists, the row maxima and the query rows come back. The sets, weights and Jaccard distances
 are reid/rerank.py's one SciPy implementation. Neighbours follow the same rule (the k smallest,
-ties to the lower index), although torch.topk picks freely among equal values (see `smallest`).
+ties to the lower index), although torch.topk picks freely among equal values (see `nearest_columns`).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def matrices_source(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, device: t
     return Matrices(*(_tensor(m, device, dtype) for m in (q_g, q_q, g_g)))
 
 
-def _scan(src: Rows) -> Iterator[tuple[int, int, Tensor]]:
+def _row_blocks(src: Rows) -> Iterator[tuple[int, int, Tensor]]:
     """(start, stop, rows) for every block of rows; none straddles nq."""
     for start in [*range(0, src.nq, src.block), *range(src.nq, src.n, src.block)]:
         stop = min(start + src.block, src.nq if start < src.nq else src.n)
@@ -136,7 +136,7 @@ def _host(t: Tensor) -> np.ndarray:
 
 # ---------------------------------------------------------------- neighbour lists
 
-def smallest(block: Tensor, k: int) -> Tensor:
+def nearest_columns(block: Tensor, k: int) -> Tensor:
     """Columns of the k smallest entries of every row, ordered by (value, column).
 
     torch.topk returns the right values but any of several equal ones, so its k + 1 smallest
@@ -173,12 +173,12 @@ class TorchSearch:
             rank = np.empty((n, min(k, n)), dtype=np.int64)
             top = np.empty(n, dtype=np.float32)
             o_qg = np.empty((nq, n - nq), dtype=np.float32)
-            for start, stop, rows in _scan(rows_on):
+            for start, stop, rows in _row_blocks(rows_on):
                 rows = rows.square_() if rows.dtype == torch.float32 else rows.square().float()
                 t = rows.amax(dim=1)
                 t[t == 0] = 1
                 rows /= t[:, None]
-                rank[start:stop], top[start:stop] = _host(smallest(rows, k)), _host(t)
+                rank[start:stop], top[start:stop] = _host(nearest_columns(rows, k)), _host(t)
                 if start < nq:
                     o_qg[start:stop] = _host(rows[:, nq:])
         return rank, top, o_qg
@@ -194,11 +194,11 @@ class TorchSearch:
             a_nbrs = np.empty((ng, k_all), dtype=np.int64)
             g_nbrs = np.empty((ng, k_gallery), dtype=np.int64)
             q_g = np.empty((nq, ng), dtype=np.float32)
-            for start, stop, rows in _scan(rows_on):
+            for start, stop, rows in _row_blocks(rows_on):
                 if start < nq:
-                    q_nbrs[start:stop] = _host(smallest(rows, k_query))
+                    q_nbrs[start:stop] = _host(nearest_columns(rows, k_query))
                     q_g[start:stop] = _host(rows[:, nq:])
                 else:
-                    a_nbrs[start - nq:stop - nq] = _host(smallest(rows, k_all))
-                    g_nbrs[start - nq:stop - nq] = _host(smallest(rows[:, nq:], k_gallery))
+                    a_nbrs[start - nq:stop - nq] = _host(nearest_columns(rows, k_all))
+                    g_nbrs[start - nq:stop - nq] = _host(nearest_columns(rows[:, nq:], k_gallery))
         return q_nbrs, a_nbrs, g_nbrs, q_g

@@ -83,7 +83,7 @@ def test_smallest_breaks_ties_by_column(seed):
     block = np.random.default_rng(seed).integers(0, [3, 30, 10**6][seed], (40, 90)).astype(np.float32)
     for k in (1, 5, 89, 90):
         expected = np.argsort(block, axis=1, kind="stable")[:, :k]
-        np.testing.assert_array_equal(rt.smallest(torch.from_numpy(block), k).numpy(), expected)
+        np.testing.assert_array_equal(rt.nearest_columns(torch.from_numpy(block), k).numpy(), expected)
 
 
 def test_caller_precision_is_restored():
