@@ -88,9 +88,9 @@ def atomic_open(path: Path | str) -> Iterator[BinaryIO]:
 
 
 def write_with(path: Path | str, write: Callable[[Path], None]) -> Path:
-    """Let `write` (torch.save, an ONNX save: writers that want a file name) write `path`
-    atomically; what it raises besides OSError (torch reports a full disk as a RuntimeError) is
-    passed on, the temporary removed."""
+    """Let `write` (a writer that wants a file name, such as torch.save) write `path` atomically;
+    what it raises besides OSError (torch reports a full disk as a RuntimeError) is passed on,
+    the temporary removed."""
     path = Path(path)
     with _replacing(path) as (fd, tmp):
         os.close(fd)
