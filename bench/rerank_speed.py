@@ -21,12 +21,12 @@ from reid.config import run
 from reid.distance import sq_euclidean
 from reid.errors import ReidError
 from reid.rerank import hard_weight, k_reciprocal
-from reid.rules import Checked
+from reid.rules import Checked, PositiveInt
 
 
 @dataclass
 class Config(Checked):
-    repeat: int = 3  # timed runs of each of ours (the best counts); the port runs once
+    repeat: PositiveInt = 3  # timed runs of each of ours (the best counts); the port runs once
     baseline: str = "HEAD"  # git revision whose reid/rerank.py runs beside the current one
 
 

@@ -16,10 +16,13 @@ rounding decides; the figures this project reports were made with the value belo
 
 from __future__ import annotations
 
+from reid.rules import Count, PositiveInt, checked
+
 BUDGET = 1 << 30  # bytes a bounded step may hold at once (1 GiB)
 
 
-def entries(bytes_per_entry: int) -> int:
+@checked
+def entries(bytes_per_entry: PositiveInt) -> int:
     """How many entries costing `bytes_per_entry` each fit in the budget (at least one).
 
     Reads `BUDGET` at each call, so that a test can shrink every block at once.
@@ -27,6 +30,7 @@ def entries(bytes_per_entry: int) -> int:
     return max(1, BUDGET // bytes_per_entry)
 
 
-def rows(n_cols: int, bytes_per_entry: int) -> int:
+@checked
+def rows(n_cols: Count, bytes_per_entry: PositiveInt) -> int:
     """How many rows of an (?, n_cols) block fit in the budget (at least one)."""
     return max(1, entries(bytes_per_entry) // max(n_cols, 1))

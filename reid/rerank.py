@@ -33,6 +33,7 @@ import torch
 from reid import memory, rerank_torch
 from reid.distance import as_features, sq_euclidean, sq_euclidean_block, sq_norms
 from reid.errors import ReidError
+from reid.rules import PositiveInt, checked
 
 # Bytes charged per entry against reid.memory.BUDGET:
 _FEATURE_ROW_BYTES = 16  # a block of distances from features: _WORKERS blocks at once, each float32 and
@@ -447,7 +448,9 @@ def _weights(sets: sp.csr_matrix, dist: Entries, top: np.ndarray) -> sp.csr_matr
     return sp.csr_matrix((w, sets.indices, sets.indptr), shape=sets.shape)
 
 
-def reciprocal_vectors(rank: np.ndarray, k1: int, k2: int, dist: Entries, top: np.ndarray) -> sp.csr_matrix:
+@checked
+def reciprocal_vectors(rank: np.ndarray, k1: PositiveInt, k2: PositiveInt, dist: Entries,
+                       top: np.ndarray) -> sp.csr_matrix:
     """The k-reciprocal vectors V of §1 steps 3-6 for all N images, from their neighbour lists: (N, N) CSR.
 
     `rank[i]`: the nearest images of image i in O, nearest first (i itself first where it is its
