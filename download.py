@@ -11,7 +11,6 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlparse
 
 from reid import synthetic
@@ -19,6 +18,7 @@ from reid.config import format_config, run
 from reid.errors import ReidError
 from reid.fetch import copy_member, download, find_member, local_source, md5sum, safe_extract
 from reid.files import read_json, require_writable, write_json
+from reid.layouts import Layout
 from reid.outputs import held, staging_folder
 from reid.rules import Checked, Count, NonNegative, Positive
 
@@ -36,7 +36,7 @@ class Config(Checked):
     synthetic: bool = False  # make the procedural synthetic dataset instead of downloading
     synthetic_size: synthetic.Size = "small"  # tiny (tests), small (about a tenth of the 2023 counts) or full
     seed: Count = 0  # seed of the synthetic dataset
-    layout: Literal["official", "folders", "market1501"] = "official"  # layout of the synthetic data on disk
+    layout: Layout = "official"  # layout of the synthetic data on disk
     retries: Count = 5  # retries after a dropped connection, a timeout or a 5xx answer
     timeout: Positive = 30.0  # seconds without an answer before a retry
     backoff: NonNegative = 2.0  # seconds before the first retry, doubled for each next one

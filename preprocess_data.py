@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from reid.config import format_config, run
-from reid.data import image_paths, with_folds
+from reid.data import Folds, image_paths, with_folds
 from reid.errors import ReidError
 from reid.files import require_writable
 from reid.images import require_images
@@ -26,9 +26,7 @@ from reid.layouts import (
     scan_market1501,
     unmatched_queries,
 )
-from reid.rules import Checked, Range
-
-Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
+from reid.rules import Checked
 
 
 @dataclass

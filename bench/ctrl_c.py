@@ -48,7 +48,7 @@ class Config(Checked):
     runs: PositiveInt = 40  # presses for each way
     load: Count = 2  # busy processes running beside the children
     reference: str = "b5a5371"  # git revision whose make_loader is "before"; empty: now only
-    seed: int = 0  # seed of the moments of the presses
+    seed: Count = 0  # seed of the moments of the presses
     child: str = ""  # set by the bench for its own children: the way they iterate
 
 

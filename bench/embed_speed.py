@@ -57,7 +57,7 @@ class Config(Checked):
     batch_size: PositiveInt = 64  # images per forward, the same for all three
     workers: PositiveInt = default_workers()  # decoding threads of Embedder and OnnxEmbedder
     rounds: PositiveInt = 3  # timed rounds, each running bare, api and onnx once (median counts)
-    seed: int = 0  # seed of the generated crops
+    seed: Count = 0  # seed of the generated crops
     threads: Count = 0  # torch and onnxruntime CPU threads; 0: their defaults
 
 

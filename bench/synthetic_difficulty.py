@@ -28,19 +28,19 @@ from reid.images import read_image
 from reid.layouts import list_images, parse_name
 from reid.metrics import evaluate
 from reid.models import create_efficientnet_lite0, efficientnet_lite0_data_config
-from reid.rules import Checked
+from reid.rules import Checked, Count, PositiveInt
 from reid.splits import GROUND_TRUTH
 
 
 @dataclass
 class Config(Checked):
     data_dir: Path = Path("data")  # the dataset is <data_dir>/data_reid/
-    img_size: int = 224  # input side of efficientnet_lite0 (resize keeping aspect ratio, pad)
-    raw_height: int = 32  # raw-pixel baseline: crops downscaled to this height ...
-    raw_width: int = 16  # ... and this width
-    batch_size: int = 64  # images per forward pass
-    workers: int = 2  # image-decoding threads
-    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    img_size: PositiveInt = 224  # input side of efficientnet_lite0 (resize keeping aspect ratio, pad)
+    raw_height: PositiveInt = 32  # raw-pixel baseline: crops downscaled to this height ...
+    raw_width: PositiveInt = 16  # ... and this width
+    batch_size: PositiveInt = 64  # images per forward pass
+    workers: Count = 2  # image-decoding threads
+    threads: Count = 0  # torch CPU threads; 0 keeps torch's default
 
 
 def test_partition(root: Path) -> pd.DataFrame:

@@ -27,21 +27,21 @@ from reid.device import Amp, amp_dtype, autocast
 from reid.engine import RankContext, Siamese, TrainConfig, train_step
 from reid.losses import InfoNCE
 from reid.models import Pretrained, build_encoder
-from reid.rules import Checked
+from reid.rules import Checked, Positive, PositiveInt
 
 
 @dataclass
 class Config(Checked):
     model: str = "efficientnet_lite0"  # timm name (efficientnet_lite0 has offline weights)
     pretrained: Pretrained = True  # true, false, or a weights file
-    img_size: int = 160  # square input side
-    batch_size: int = 8  # pairs per step (2 x batch_size images)
+    img_size: PositiveInt = 160  # square input side
+    batch_size: PositiveInt = 8  # pairs per step (2 x batch_size images)
     device: Literal["cpu", "cuda"] = "cpu"  # where to run
     amp: Amp = "bf16"  # CUDA only
     grad_checkpointing: bool = False  # recompute activations in backward
-    rounds: int = 5  # alternating rounds of engine and reference
-    steps: int = 3  # timed steps per round and side
-    peak_tflops: float = 989.0  # dense bf16 peak of the GPU for MFU (H100 SXM: 989)
+    rounds: PositiveInt = 5  # alternating rounds of engine and reference
+    steps: PositiveInt = 3  # timed steps per round and side
+    peak_tflops: Positive = 989.0  # dense bf16 peak of the GPU for MFU (H100 SXM: 989)
 
 
 def timed(step: Callable[[], None], steps: int, device: torch.device) -> float:

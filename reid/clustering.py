@@ -127,7 +127,8 @@ def _group_ids(groups: np.ndarray | None, n: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- the sparse Jaccard graph
 
-def neighbours(x: np.ndarray, gid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+@checked
+def neighbours(x: np.ndarray, gid: np.ndarray, k: PositiveInt) -> tuple[np.ndarray, np.ndarray]:
     """(rank, top): each crop itself then its k nearest crops, at most one per other group and
     none of its own, nearest first; and each row's largest squared distance, squared (the
     scale of O in §1), for the weights of V.
@@ -170,7 +171,8 @@ def _nearest_per_group(d: np.ndarray, starts: np.ndarray, order: np.ndarray) -> 
     return nearest, np.minimum.reduceat(at_min, starts, axis=1)
 
 
-def kr_vectors(x: np.ndarray, rank: np.ndarray, top: np.ndarray, k1: int, k2: int) -> sp.csr_matrix:
+@checked
+def kr_vectors(x: np.ndarray, rank: np.ndarray, top: np.ndarray, k1: PositiveInt, k2: PositiveInt) -> sp.csr_matrix:
     """The k-reciprocal vectors V of §1 (steps 3-6) over all crops, from their neighbour lists, with
     the distances of the crops' features computed a small chunk of pairs at a time."""
     pairs = JointFeatures(x, len(x), pairs=memory.entries(_DISTANCE_PAIR_BYTES))
@@ -189,7 +191,8 @@ def jaccard_pairs(v: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 1 - np.divide(mins, union, out=np.zeros_like(mins), where=union > 0)
 
 
-def similarity_graph(x: np.ndarray, gid: np.ndarray, k1: int, k2: int) -> sp.csr_matrix:
+@checked
+def similarity_graph(x: np.ndarray, gid: np.ndarray, k1: PositiveInt, k2: PositiveInt) -> sp.csr_matrix:
     """Symmetric sparse (N, N) of 1 - J over each crop's k1 candidates, no diagonal; a candidate
     sharing no neighbour stays stored (as 0), so that HDBSCAN sees every crop's candidates."""
     n = len(x)
@@ -274,7 +277,8 @@ def _canonical(labels: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(first))[inverse]
 
 
-def reassign(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, iterations: int) -> np.ndarray:
+@checked
+def reassign(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, iterations: PositiveInt) -> np.ndarray:
     """`pick` against the current identities until nothing moves; a crop that nothing claims
     becomes an identity of its own.
 
@@ -296,7 +300,8 @@ def reassign(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, iterations
     return labels
 
 
-def merged(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, ratio: float) -> np.ndarray:
+@checked
+def merged(sim: sp.csr_matrix, labels: np.ndarray, gid: np.ndarray, ratio: Positive) -> np.ndarray:
     """Identities A and B become one when no group has a crop in both and their crops are, on
     average, at least `ratio` times as similar across (A, B) as within the less coherent of the
     two (a single crop has no coherence of its own; two single crops need a similarity of `ratio`).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Annotated, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,13 +20,18 @@ from torch.utils.data import Dataset, Sampler
 from reid.errors import ReidError
 from reid.images import read_image
 from reid.io import read_table
+from reid.rules import Count, Probability, Range, checked
 
 TRAIN_COLUMNS = {"img_id": str, "folder": str, "player": int, "game": int, "split": str, "img_type": str, "fold": int}
 CHALLENGE_COLUMNS = {"img_id": str, "player": int, "img_type": str}
 OPTIONAL_COLUMNS = {"camera": int}  # where the layout knows each image's camera (Market-1501)
 
 
-def assign_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
+Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
+
+
+@checked
+def assign_folds(df: pd.DataFrame, n_folds: Folds) -> pd.DataFrame:
     """Add `fold` by GroupKFold over games, so no game is split between training and validation.
 
     Games are keyed by split and sequence number; with fewer games than `n_folds` the number
@@ -47,7 +52,8 @@ def assign_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
     return df.assign(fold=folds)
 
 
-def with_folds(df: pd.DataFrame, n_folds: int) -> pd.DataFrame:
+@checked
+def with_folds(df: pd.DataFrame, n_folds: Folds) -> pd.DataFrame:
     """The `train_df.csv` partition from scanned rows of any layout: sorted, with folds."""
     df = df.sort_values(["split", "folder", "img_id"], kind="stable").reset_index(drop=True)
     columns = list(TRAIN_COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in df.columns]
@@ -87,7 +93,8 @@ def identities(df: pd.DataFrame) -> np.ndarray:
     return df.groupby(keys, sort=True).ngroup().to_numpy()
 
 
-def split_fold(df: pd.DataFrame, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+@checked
+def split_fold(df: pd.DataFrame, fold: Annotated[int, Range(lo=-1)]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation) rows: fold -1 trains on split train and validates on split test."""
     if fold == -1:
         train, val = df[df["split"] == "train"], df[df["split"] == "test"]
@@ -108,7 +115,8 @@ class PairDataset(Dataset):
     and after a resume.
     """
 
-    def __init__(self, root: Path, df: pd.DataFrame, transform, flip_p: float = 0.5):
+    @checked
+    def __init__(self, root: Path, df: pd.DataFrame, transform, flip_p: Probability = 0.5):
         self.paths = image_paths(root, df)
         self.labels = identities(df)
         order = np.argsort(self.labels, kind="stable")
@@ -124,7 +132,8 @@ class PairDataset(Dataset):
     def num_classes(self) -> int:
         return len(self._members)
 
-    def partner(self, index: int, rng: np.random.Generator) -> int:
+    @checked
+    def partner(self, index: Count, rng: np.random.Generator) -> int:
         """A random other image of the same player (the image itself if it is alone)."""
         members = self._members[self.labels[index]]
         others = members[members != index]

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from reid.errors import ReidError
 from reid.files import atomic_open, move_into_place, partial_of, write_error
+from reid.rules import Count, NonNegative, Positive, checked
 
 CHUNK = 1 << 20
 NET_CHUNK = 1 << 16  # small, so a dropped connection loses little of what arrived
@@ -92,8 +93,9 @@ def _stream_once(url: str, part: Path, timeout: float) -> None:
         raise _Retryable(f"connection closed after {part.stat().st_size} of {total} bytes")
 
 
-def download(url: str, dest: Path, retries: int = 5, timeout: float = 30.0,
-             backoff: float = 2.0) -> Path:
+@checked
+def download(url: str, dest: Path, retries: Count = 5, timeout: Positive = 30.0,
+             backoff: NonNegative = 2.0) -> Path:
     """Fetch `url` to `dest` through `dest.part`, retrying with exponential backoff.
 
     After the last retry the `.part` stays, so running again resumes where it stopped.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,9 @@ CHALLENGE_FOLDERS = [("reid_challenge/query", "q"), ("reid_challenge/gallery", "
 MARKET_FOLDERS = [("bounding_box_train", "train"), ("query", "test"), ("bounding_box_test", "test")]
 _MARKET = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 JUNK, DISTRACTOR = -1, 0
-LAYOUTS = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0], "folders": "train"}
+Layout = Literal["official", "folders", "market1501"]  # the layouts a dataset root may have on disk
+LAYOUTS: dict[Layout, str] = {"official": LABELLED_FOLDERS[0][0], "market1501": MARKET_FOLDERS[0][0],
+                             "folders": "train"}
 HELD_OUT = 5  # without test/, one player in this many is held out for testing
 SEQUENCES = "sequences.csv"  # folders layout: image,sequence,frame, where sequence folders are not used
 

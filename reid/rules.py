@@ -279,8 +279,23 @@ class Checked:
 
 @functools.cache
 def _hints(owner: Any) -> dict[str, Any]:
-    """The resolved annotations of a class or function, with their rules (cached: resolving is slow)."""
+    """The resolved annotations of a class, with their rules (cached: resolving is slow)."""
     return typing.get_type_hints(owner, include_extras=True)
+
+
+@functools.cache
+def parameter_kinds(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The resolved annotation of each parameter of `fn`, with its rules. One at a time: a type
+    that only a type checker imports (`if TYPE_CHECKING:`) is left out, and carries no rule."""
+    fn = inspect.unwrap(fn)
+    kinds = {}
+    for name, text in inspect.get_annotations(fn).items():
+        holder = types.SimpleNamespace(__annotations__={name: text})
+        try:
+            kinds |= typing.get_type_hints(holder, globalns=fn.__globals__, include_extras=True)
+        except NameError:
+            continue
+    return kinds
 
 
 def checked(fn: F) -> F:
@@ -294,7 +309,7 @@ def checked(fn: F) -> F:
             bound = signature.bind(*args, **kwargs)
         except TypeError as exc:  # an unknown or missing argument, named as Python names it
             raise ReidError(f"{fn.__name__}(): {exc}") from None
-        hints = _hints(fn)
+        hints = parameter_kinds(fn)
         for name, value in bound.arguments.items():
             kind = hints.get(name)
             if kind is not None and _has_rule(kind):
@@ -317,7 +332,8 @@ def _has_choice(kind: Any) -> bool:
     return origin is typing.Literal or any(_has_choice(a) for a in typing.get_args(kind) if not isinstance(a, str))
 
 
-def finite_matrix(m: Any, name: str, shape: tuple[int | None, int | None] = (None, None),
+@checked
+def finite_matrix(m: Any, name: str, shape: tuple[Count | None, Count | None] = (None, None),
                   dtype: type | None = np.float32, sizes: str = "") -> np.ndarray:
     """`m` as a 2-D array of finite real numbers in `dtype` (None: a float dtype kept, integers as
     float64), of `shape` where it says a size (`sizes` says what sets it); else a ReidError

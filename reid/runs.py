@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Annotated, Any, Iterable, Iterator
 
 from reid.errors import ReidError
 from reid.files import read_json, temporary_of, write_error, write_json
 from reid.io import read_table
 from reid.outputs import exclusive, remove_if_empty
+from reid.rules import Count, PositiveInt, Range, checked
 
 COMPLETE = "complete.json"
 LAST = "last.pt"  # everything an exact resume needs, rewritten after every epoch
@@ -25,6 +26,7 @@ PARTITION = "train_df.csv"
 # Everything a training writes into its run folder (each also under a temporary name while written:
 # reid.files.temporary_of).
 RUN_FILES = frozenset({CONFIG, LAST, "best.pt", "metrics.csv", "curves.png", COMPLETE})
+BestMap = Annotated[float, Range(lo=-1, hi=1)]  # a validation mAP, or -1 where none was measured
 # Where files are, how fast or how verbosely to work: none of these changes the weights.
 NOT_RECIPE = frozenset({"data_dir", "checkpoint_dir", "run_name", "resume", "num_workers", "device",
                         "eval_batch_size", "rerank_eval"})
@@ -78,7 +80,8 @@ def data_fingerprint(root: Path) -> str:
     return images_fingerprint(root, df["folder"] + "/" + df["img_id"], hashlib.sha256(table))
 
 
-def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
+@checked
+def file_sha256(path: Path, chunk: PositiveInt = 1 << 24) -> str:
     """sha256 of a file's bytes, read in chunks (checkpoints can be gigabytes)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -112,7 +115,8 @@ def schedule_epochs(ckpt: dict[str, Any]) -> int:
     return int(ckpt.get("schedule_epochs", ckpt["config"]["epochs"]))
 
 
-def early_end(trained: int, schedule: int, epochs: int) -> str | None:
+@checked
+def early_end(trained: Count, schedule: PositiveInt, epochs: PositiveInt) -> str | None:
     """Why resuming with `epochs` would end a run too early, or None: before epochs it has
     already trained, or before its schedule has decayed to lr_end (the weights would then be
     those of no recipe, and the completion record would claim one)."""
@@ -126,8 +130,9 @@ def early_end(trained: int, schedule: int, epochs: int) -> str | None:
     return None
 
 
-def write_complete(run_dir: Path, config: dict[str, Any], data: str, best_map: float,
-                   schedule: int | None = None) -> Path:
+@checked
+def write_complete(run_dir: Path, config: dict[str, Any], data: str, best_map: BestMap,
+                   schedule: PositiveInt | None = None) -> Path:
     """The completion record, written atomically after everything else of the run. `schedule`
     is the epochs its learning rate decayed over (default: the config's), which a resume that
     extended the run leaves short of the epochs trained."""

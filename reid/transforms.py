@@ -15,6 +15,7 @@ import cv2
 from albumentations.pytorch import ToTensorV2
 
 from reid.images import interpolation_flag
+from reid.rules import Finite, Positive, PositiveInt, Probability, checked
 
 
 def _resize_pad(img_size: int, interpolation: str) -> list[A.BasicTransform]:
@@ -31,12 +32,13 @@ def _resize_pad(img_size: int, interpolation: str) -> list[A.BasicTransform]:
     ]
 
 
+@checked
 def train_transform(
-    img_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
+    img_size: PositiveInt,
+    mean: Sequence[Finite],
+    std: Sequence[Positive],
     sharpen: bool = True,
-    random_erasing: float = 0.5,
+    random_erasing: Probability = 0.5,
     interpolation: str = "bilinear",
 ) -> A.Compose:
     """The winning entry's training pipeline.

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from reid.files import atomic_open
 from reid.images import read_image
+from reid.rules import PositiveInt, checked
 
 GREEN, RED, GREY = "#1a9e3a", "#d62728", "#888888"
 
@@ -41,9 +42,10 @@ def _save(fig: Figure, path: Path, title: str) -> Path:
     return path
 
 
+@checked
 def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], gallery_paths: Sequence[Path],
                  query_labels: np.ndarray | None = None, gallery_labels: np.ndarray | None = None,
-                 n_queries: int = 8, top_k: int = 10, title: str = "") -> Path:
+                 n_queries: PositiveInt = 8, top_k: PositiveInt = 10, title: str = "") -> Path:
     """Write a PNG: one row per query (the first `n_queries`), its `top_k` nearest gallery images.
 
     With labels, a match is framed green and a non-match red; without, frames are grey.
@@ -63,8 +65,9 @@ def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], g
     return _save(fig, path, title)
 
 
+@checked
 def identity_sheet(path: Path, paths: Sequence[Path], labels: np.ndarray, truth: np.ndarray | None = None,
-                   max_rows: int = 24, per_row: int = 12, title: str = "") -> Path:
+                   max_rows: PositiveInt = 24, per_row: PositiveInt = 12, title: str = "") -> Path:
     """Write a PNG: one row per identity, largest first (the first `max_rows`), up to `per_row`
     of its crops. With ground truth, a crop of the identity's most common true player is
     framed green and any other red; without, frames are grey."""

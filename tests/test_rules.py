@@ -34,6 +34,7 @@ from reid.rules import (
     checked,
     conform,
     finite_matrix,
+    parameter_kinds,
     parse_device,
     rules_of,
 )
@@ -59,24 +60,33 @@ def configs() -> list[type]:
 
 
 def library() -> list[types.ModuleType]:
-    """Every module of the reid package."""
-    names = [m.name for m in pkgutil.walk_packages(reid.__path__, "reid.")]
-    return [importlib.import_module(n) for n in names]
+    """Every module of the reid package but the parts of a subpackage that declares its own
+    public names (`reid.synthetic.__all__`): those parts are reached through it."""
+    mods = [importlib.import_module(m.name) for m in pkgutil.walk_packages(reid.__path__, "reid.")]
+    closed = [m.__name__ + "." for m in mods if hasattr(m, "__path__") and hasattr(m, "__all__")]
+    return [m for m in mods if not m.__name__.startswith(tuple(closed))]
+
+
+def public_names(mod: types.ModuleType) -> dict[str, Any]:
+    """A module's public API: its `__all__` where it declares one (a package's included), else
+    every name it defines without a leading underscore."""
+    if hasattr(mod, "__all__"):
+        return {name: getattr(mod, name) for name in mod.__all__}
+    return {name: obj for name, obj in vars(mod).items()
+            if not name.startswith("_") and getattr(obj, "__module__", None) == mod.__name__}
 
 
 def public_functions() -> Iterator[tuple[str, Any]]:
-    """(name, function) for every public function and public method of a public class in reid/."""
+    """(name, function) for every public function, and every public method of a public class, in reid/."""
     for mod in library():
-        for name, obj in vars(mod).items():
-            if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
-                continue
+        for name, obj in public_names(mod).items():
             if inspect.isfunction(obj):
                 yield f"{mod.__name__}.{name}", obj
             elif inspect.isclass(obj) and not dataclasses.is_dataclass(obj):
                 for meth_name, meth in vars(obj).items():
                     fn = meth.__func__ if isinstance(meth, (classmethod, staticmethod)) else meth
                     if inspect.isfunction(fn) and (not meth_name.startswith("_") or meth_name == "__init__"):
-                        yield f"{mod.__name__}.{name}.{meth_name}", fn
+                        yield f"{obj.__module__}.{name}.{meth_name}", fn
 
 
 def is_numeric(kind: Any) -> bool:
@@ -90,8 +100,8 @@ def is_numeric(kind: Any) -> bool:
 
 
 def hints(fn: Any) -> dict[str, Any]:
-    """The resolved parameter annotations of a function (unwrapped from @checked)."""
-    return typing.get_type_hints(inspect.unwrap(fn), include_extras=True)
+    """The resolved parameter annotations of a function (unwrapped from @checked), as @checked reads them."""
+    return parameter_kinds(fn)
 
 
 def ranges(kind: Any) -> list[Range]:

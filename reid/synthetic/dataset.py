@@ -14,11 +14,13 @@ from pathlib import Path
 from reid.errors import ReidError
 from reid.files import write_json
 from reid.images import usable_cores
+from reid.layouts import Layout
 from reid.outputs import staging_folder
+from reid.rules import Count, PositiveInt, checked
 from reid.splits import GROUND_TRUTH
 from reid.synthetic.crops import render_sequence
 from reid.synthetic.layouts import relayout
-from reid.synthetic.planning import Plan, plan
+from reid.synthetic.planning import Plan, Size, plan
 from reid.synthetic.preview import contact_sheet
 
 MARKER = "synthetic.json"
@@ -48,8 +50,9 @@ def _render_all(p: Plan, root: Path, workers: int, progress: bool) -> None:
                 bar.update(done.result())
 
 
-def generate(data_dir: Path, size: str = "small", seed: int = 0, workers: int | None = None,
-             progress: bool = True, layout: str = "official") -> Path:
+@checked
+def generate(data_dir: Path, size: Size = "small", seed: Count = 0, workers: PositiveInt | None = None,
+             progress: bool = True, layout: Layout = "official") -> Path:
     """Write the synthetic dataset to `<data_dir>/data_reid/` in `layout` (official, folders or
     market1501: reid/synthetic/layouts.py) and return that folder.
 
