@@ -26,7 +26,7 @@ from reid.images import require_images
 from reid.io import PROVENANCE, write_csv, write_outputs
 from reid.metrics import evaluate, scorable
 from reid.outputs import claimed, folder_as_unit, refuse_overlap
-from reid.rerank import KINDS, distance_matrices
+from reid.rerank import KINDS, RerankInput, distance_matrices
 from reid.rules import Checked, Count, Items, PositiveInt, Probability
 from reid.runs import images_fingerprint
 from reid.splits import SplitImages, load_split
@@ -50,7 +50,7 @@ class Config(Checked):
     lambda_value: Probability = 0.3  # re-ranking: weight of the original distance
     # Both re-rankings take squared Euclidean distances in the winning entry; the k-reciprocal
     # port squares its input itself, so it is meant for plain Euclidean ones.
-    rerank_input: Literal["squared", "euclidean"] = "squared"  # distances fed to the re-rankings
+    rerank_input: RerankInput = "squared"  # distances fed to the re-rankings
     flip_tta: bool = False  # add the features of the mirrored image (the winning entry: off)
     out_dir: Path = Path("outputs")  # one folder per run and split
     visualize: bool = False  # write ranked.png: the first queries with their top-10

@@ -65,10 +65,9 @@ from scipy.sparse import csgraph
 from sklearn.cluster import HDBSCAN
 
 from reid import memory
-from reid.distance import as_features
 from reid.errors import ReidError
 from reid.rerank import JointFeatures, reciprocal_vectors, smallest
-from reid.rules import Positive, PositiveInt, Range, checked
+from reid.rules import Positive, PositiveInt, Range, checked, finite_matrix
 
 # Bytes charged per unit against reid.memory.BUDGET. identify works on one game's crops (thousands), so
 # its steps take small shares (tests/test_clustering.py bounds its peak), and the block size fixes how
@@ -92,7 +91,7 @@ def identify(features: np.ndarray, groups: np.ndarray | None = None, k1: Positiv
     `min_cluster_size` and `min_samples` are HDBSCAN's, `iterations` those of the constrained
     reassignment, `merge` the similarity ratio at which two identities become one (see `merged`).
     """
-    x = as_features(features)
+    x = finite_matrix(features, "features")
     n = len(x)
     gid = _group_ids(groups, n)
     if n < 2:

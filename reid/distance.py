@@ -12,23 +12,12 @@ from typing import Iterator
 import numpy as np
 
 from reid import memory
-from reid.errors import ReidError
+from reid.rules import PositiveInt, checked, finite_matrix
 
 # Bytes charged per entry of a block of the plain matrix: a 1/16 share of the budget (64 MiB blocks of
 # float32 products, copied into the output). The share stays as it was, since the block size fixes how
 # the products round, and with it every figure made from `sq_euclidean`.
 _ROW_BYTES = 64
-
-
-def as_features(x: np.ndarray, name: str = "features") -> np.ndarray:
-    """A float32 (n, d) array of finite values, or a ReidError saying what is wrong."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ReidError(f"{name}: expected a 2-D array (images x dims), got shape {x.shape}")
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        raise ReidError(f"{name}: contains NaN or inf")
-    return x
 
 
 def sq_norms(x: np.ndarray) -> np.ndarray:
@@ -45,12 +34,12 @@ def sq_euclidean_block(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray, b_sq: np.
     return np.maximum(out, 0, out=out)
 
 
+@checked
 def sq_euclidean_blocks(a: np.ndarray, b: np.ndarray,
-                        rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                        rows: PositiveInt | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, block) pairs that tile the squared Euclidean matrix of `a` against `b`."""
-    a, b = as_features(a, "query features"), as_features(b, "gallery features")
-    if a.shape[1] != b.shape[1]:
-        raise ReidError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}")
+    a = finite_matrix(a, "query features")
+    b = finite_matrix(b, "gallery features", (None, a.shape[1]), sizes="the query features: feature sizes differ")
     rows = rows or memory.rows(len(b), _ROW_BYTES)
     a_sq, b_sq = sq_norms(a), sq_norms(b)
     for start in range(0, len(a), rows):
@@ -58,7 +47,8 @@ def sq_euclidean_blocks(a: np.ndarray, b: np.ndarray,
         yield start, sq_euclidean_block(a[start:stop], b, a_sq[start:stop], b_sq)
 
 
-def sq_euclidean(a: np.ndarray, b: np.ndarray, rows: int | None = None) -> np.ndarray:
+@checked
+def sq_euclidean(a: np.ndarray, b: np.ndarray, rows: PositiveInt | None = None) -> np.ndarray:
     """Squared Euclidean distances (len(a), len(b)), float32."""
     out = np.empty((len(a), len(b)), dtype=np.float32)
     for start, block in sq_euclidean_blocks(a, b, rows):

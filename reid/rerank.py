@@ -24,16 +24,17 @@ choice is unspecified; everywhere else both pick the same neighbours.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator, Literal, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from reid import memory, rerank_torch
-from reid.distance import as_features, sq_euclidean, sq_euclidean_block, sq_norms
+from reid.device import resolve_device
+from reid.distance import sq_euclidean, sq_euclidean_block, sq_norms
 from reid.errors import ReidError
-from reid.rules import PositiveInt, checked
+from reid.rules import PositiveInt, Probability, checked, finite_matrix
 
 # Bytes charged per entry against reid.memory.BUDGET:
 _FEATURE_ROW_BYTES = 16  # a block of distances from features: _WORKERS blocks at once, each float32 and
@@ -49,8 +50,13 @@ _WORKERS = 2  # blocks processed at once: numpy copies, BLAS and torch's top-k r
 _STRIP = 512  # columns per strip when copying rows out of a transposed (column-major) matrix
 _SEGMENT = 32  # columns per segment when picking the candidates for the k smallest of a wide row
 
+__all__ = ["KINDS", "Device", "Method", "RerankInput", "k_reciprocal", "hard_weight", "rerank_features",
+           "distance_matrices", "reciprocal_vectors", "smallest", "merge_smallest"]
+
 Accept = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Device = str | torch.device  # where the neighbour search runs: "cpu", "cuda", "cuda:1", a torch.device
+Method = Literal["k_reciprocal", "hard_weight"]
+RerankInput = Literal["squared", "euclidean"]  # the distances a re-ranking is fed (distance_matrices)
 
 
 # ---------------------------------------------------------------- sources of the joint matrix
@@ -179,7 +185,8 @@ def _scan(src: Joint, visit: Callable[[int, int, np.ndarray], None]) -> None:
 
 # ---------------------------------------------------------------- neighbour lists
 
-def smallest(block: np.ndarray, k: int, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+@checked
+def smallest(block: np.ndarray, k: PositiveInt, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Columns and values of the k smallest entries of every row, ordered by (value, column).
 
     With `scale`, the values ranked are block / scale[:, None] as float division rounds them,
@@ -245,7 +252,8 @@ def _smallest_exact(block: np.ndarray, kth: np.ndarray, k: int) -> tuple[np.ndar
     return c[keep].reshape(-1, k), v[keep].reshape(-1, k)
 
 
-def merge_smallest(idx: np.ndarray, vals: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+@checked
+def merge_smallest(idx: np.ndarray, vals: np.ndarray, k: PositiveInt) -> tuple[np.ndarray, np.ndarray]:
     """The k smallest of per-row candidate lists (distinct columns), ordered by (value, column)."""
     order = np.lexsort((idx, vals), axis=1)[:, :k]
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, axis=1)
@@ -324,7 +332,7 @@ class HostSearch:
 
 def _search(device: Device | None) -> Search:
     """The NumPy search for None, else the torch search on that device (checked: a ReidError names a bad one)."""
-    return HostSearch() if device is None else rerank_torch.TorchSearch(rerank_torch.as_device(device))
+    return HostSearch() if device is None else rerank_torch.TorchSearch(resolve_device(device))
 
 
 # ---------------------------------------------------------------- sets, as 0/1 CSR matrices
@@ -481,39 +489,20 @@ def _k_reciprocal(src: Joint, k1: int, k2: int, lambda_value: float, search: Sea
     return _blend(out, v[:src.nq], v[src.nq:], lambda_value, ones[:src.nq], ones[src.nq:])
 
 
-def _check_params(k1: int, k2: int) -> None:
-    """Neighbour counts below one leave empty sets and undefined means."""
-    if k1 < 1 or k2 < 1:
-        raise ReidError(f"k1 and k2 must be at least 1 (got k1={k1}, k2={k2})")
-
-
-def _finite(m: np.ndarray) -> bool:
-    """Whether every entry is finite: min and max propagate NaN, so no N x N temporary is needed."""
-    return m.size == 0 or bool(np.isfinite(m.min()) and np.isfinite(m.max()))
-
-
 def _matrices(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray) -> JointMatrices:
     """The source of three real-valued, finite, consistently shaped distance blocks (integers become float64)."""
-    mats = []
-    for name, m in (("q_g", q_g), ("q_q", q_q), ("g_g", g_g)):
-        m = np.asarray(m)
-        if not np.issubdtype(m.dtype, np.floating):
-            m = m.astype(np.float64)
-        if m.ndim != 2 or not _finite(m):
-            raise ReidError(f"{name}: expected a finite 2-D distance matrix, got shape {m.shape}"
-                            + ("" if m.ndim != 2 else " with NaN or inf"))
-        mats.append(m)
-    q_g, q_q, g_g = mats
-    nq, ng = q_g.shape
-    if q_q.shape != (nq, nq) or g_g.shape != (ng, ng):
-        raise ReidError(f"distance shapes disagree: q_g {q_g.shape}, q_q {q_q.shape}, g_g {g_g.shape}")
-    if nq == 0 or ng == 0:
+    q_g = finite_matrix(q_g, "q_g", dtype=None)
+    if q_g.size == 0:
         raise ReidError(f"need at least one query and one gallery image, got q_g {q_g.shape}")
+    nq, ng = q_g.shape
+    q_q = finite_matrix(q_q, "q_q", (nq, nq), dtype=None, sizes="the queries of q_g: distance shapes disagree")
+    g_g = finite_matrix(g_g, "g_g", (ng, ng), dtype=None, sizes="the gallery of q_g: distance shapes disagree")
     return JointMatrices(q_g, q_q, g_g)
 
 
-def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
-                 lambda_value: float = 0.3, device: Device | None = None) -> np.ndarray:
+@checked
+def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: PositiveInt = 20, k2: PositiveInt = 6,
+                 lambda_value: Probability = 0.3, device: Device | None = None) -> np.ndarray:
     """k-reciprocal re-ranking of three distance blocks (§1): float32 (nq, ng).
 
     The same numbers as the public port, up to float32 rounding of sums, without its five
@@ -521,7 +510,6 @@ def k_reciprocal(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20
     time, and only each row's k1 + 1 nearest neighbours are kept. With `device`, the blocks are
     copied there and squared, normalised and ranked in torch; the rest runs here.
     """
-    _check_params(k1, k2)
     src = _matrices(q_g, q_q, g_g)
     return _k_reciprocal(src, k1, k2, lambda_value, _search(device))
 
@@ -573,8 +561,10 @@ def _hard_weight(src: Joint, k1: int, k2: int, lambda_value: float, expansion: f
     return _blend(out, vq, vg, lambda_value, _row_sums(vq), _row_sums(vg), original=_row_normalised)
 
 
-def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20, k2: int = 6,
-                lambda_value: float = 0.3, expansion: float = 2 / 3, device: Device | None = None) -> np.ndarray:
+@checked
+def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: PositiveInt = 20, k2: PositiveInt = 6,
+                lambda_value: Probability = 0.3, expansion: Probability = 2 / 3,
+                device: Device | None = None) -> np.ndarray:
     """Hard-weight k-reciprocal re-ranking (§2): float32 (nq, ng), independent of image order.
 
     Permuting the images permutes the output and nothing else, except where distances tie
@@ -583,16 +573,16 @@ def hard_weight(q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int = 20,
     with a one-image gallery there is no other image to expand with, so Vg' = Vg. With
     `device`, the blocks are copied there and ranked in torch; the rest runs here.
     """
-    _check_params(k1, k2)
     src = _matrices(q_g, q_q, g_g)
     return _hard_weight(src, k1, k2, lambda_value, expansion, _search(device))
 
 
 # ---------------------------------------------------------------- §3 from features
 
-def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal", k1: int = 20,
-                    k2: int = 6, lambda_value: float = 0.3, expansion: float = 2 / 3,
-                    rows: int | None = None, device: Device | None = None) -> np.ndarray:
+@checked
+def rerank_features(qf: np.ndarray, gf: np.ndarray, method: Method = "k_reciprocal", k1: PositiveInt = 20,
+                    k2: PositiveInt = 6, lambda_value: Probability = 0.3, expansion: Probability = 2 / 3,
+                    rows: PositiveInt | None = None, device: Device | None = None) -> np.ndarray:
     """Re-rank from features (§3): equal to `k_reciprocal` / `hard_weight` of the squared
     Euclidean distances of the same features, without ever holding an N x N matrix.
 
@@ -601,12 +591,8 @@ def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal"
     blocks and neighbour lists are computed in torch (reid/rerank_torch.py); None computes them
     with NumPy. The sets, weights and Jaccard distances are the same SciPy code either way.
     """
-    _check_params(k1, k2)
-    if method not in ("k_reciprocal", "hard_weight"):
-        raise ReidError(f"unknown re-ranking method {method!r}: use k_reciprocal or hard_weight")
-    qf, gf = as_features(qf, "query features"), as_features(gf, "gallery features")
-    if qf.shape[1] != gf.shape[1]:
-        raise ReidError(f"feature sizes differ: {qf.shape[1]} (queries) and {gf.shape[1]} (gallery)")
+    qf = finite_matrix(qf, "query features")
+    gf = finite_matrix(gf, "gallery features", (None, qf.shape[1]), sizes="the query features: feature sizes differ")
     if len(qf) == 0 or len(gf) == 0:
         raise ReidError(f"need at least one query and one gallery image, got {len(qf)} and {len(gf)}")
     search = _search(device)
@@ -620,8 +606,10 @@ def rerank_features(qf: np.ndarray, gf: np.ndarray, method: str = "k_reciprocal"
 KINDS = {"dist": "plain", "dist_kr": "k-reciprocal", "dist_hw": "hard-weight"}
 
 
-def distance_matrices(qf: np.ndarray, gf: np.ndarray, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-                      rerank_input: str = "squared", device: Device | None = None) -> dict[str, np.ndarray]:
+@checked
+def distance_matrices(qf: np.ndarray, gf: np.ndarray, k1: PositiveInt = 20, k2: PositiveInt = 6,
+                      lambda_value: Probability = 0.3, rerank_input: RerankInput = "squared",
+                      device: Device | None = None) -> dict[str, np.ndarray]:
     """The plain squared Euclidean matrix (`dist`) and both re-rankings of it (`dist_kr`, `dist_hw`).
 
     `rerank_input="squared"` feeds squared Euclidean distances to the re-rankings (the winning
@@ -635,8 +623,6 @@ def distance_matrices(qf: np.ndarray, gf: np.ndarray, k1: int = 20, k2: int = 6,
         return {"dist": plain,
                 "dist_kr": rerank_features(qf, gf, method="k_reciprocal", **params),
                 "dist_hw": rerank_features(qf, gf, method="hard_weight", **params)}
-    if rerank_input != "euclidean":
-        raise ReidError(f"rerank_input={rerank_input!r}: use squared or euclidean")
     q_g, q_q, g_g = (np.sqrt(m) for m in (plain, sq_euclidean(qf, qf), sq_euclidean(gf, gf)))
     return {"dist": plain, "dist_kr": k_reciprocal(q_g, q_q, g_g, **params),
             "dist_hw": hard_weight(q_g, q_q, g_g, **params)}

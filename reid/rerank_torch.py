@@ -18,27 +18,12 @@ import torch
 from torch import Tensor
 
 from reid import memory
-from reid.errors import ReidError
+
+__all__: list[str] = []  # no public names: it is reached through reid.rerank's device=
 
 # Bytes charged per entry of a row block against reid.memory.BUDGET: the float32 block alone, since it
 # is squared and scaled in place and torch.topk keeps k columns of it (1 GiB blocks).
 _ROW_BYTES = 4
-
-
-def as_device(device: str | torch.device) -> torch.device:
-    """The device to re-rank on: cpu, or a CUDA device this machine has; else a ReidError naming it."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ReidError(f"unknown device {device!r}: use cpu, cuda or cuda:<index>") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ReidError(f"device {device!r}: re-ranking runs on cpu or cuda")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ReidError(f"device {device!r}: CUDA is not available here (torch {torch.__version__}); "
-                        "use device='cpu' or device=None")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ReidError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
 
 
 @contextlib.contextmanager

@@ -97,12 +97,12 @@ def test_caller_precision_is_restored():
 
 def test_bad_device_is_a_reid_error(monkeypatch):
     qf, gf = features(2, 9, seed=2)
-    with pytest.raises(ReidError, match="'gpu0'"):
+    with pytest.raises(ReidError, match="^device=gpu0: expected auto, cpu, cuda or cuda:<index>$"):
         rr.rerank_features(qf, gf, device="gpu0")
-    with pytest.raises(ReidError, match="'meta'.*cpu or cuda"):
+    with pytest.raises(ReidError, match="^device=meta: expected auto, cpu, cuda or cuda:<index>$"):
         rr.k_reciprocal(*blocks(qf, gf), device="meta")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ReidError, match="'cuda'.*CUDA is not available"):
+    with pytest.raises(ReidError, match="^device=cuda but CUDA is not available"):
         rr.hard_weight(*blocks(qf, gf), device="cuda")
 
 
