@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from reid.errors import ReidError
+from reid.rules import Count, Finite, Positive, PositiveInt, checked
 
 INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST,
                   "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
@@ -225,7 +226,8 @@ def pil_problem(image: Image.Image) -> str | None:
     return None
 
 
-def as_rgb(item: ImageLike, index: int) -> np.ndarray:
+@checked
+def as_rgb(item: ImageLike, index: Count) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array from a file path, a PIL image or such an array; anything
     else is refused, naming its position in the input."""
     if isinstance(item, (str, Path)):
@@ -243,7 +245,8 @@ def as_rgb(item: ImageLike, index: int) -> np.ndarray:
                     "or an H x W x 3 uint8 RGB array")
 
 
-def resize_pad(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+@checked
+def resize_pad(image: np.ndarray, size: PositiveInt, interpolation: str) -> np.ndarray:
     """The longest side to `size`, then zero padding centred to a square: keeps a player's
     proportions (albumentations' LongestMaxSize + PadIfNeeded, pixel for pixel)."""
     h, w = image.shape[:2]
@@ -256,7 +259,8 @@ def resize_pad(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
                               cv2.BORDER_CONSTANT, value=(0, 0, 0))
 
 
-def normalize_chw(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+@checked
+def normalize_chw(image: np.ndarray, mean: Sequence[Finite], std: Sequence[Positive]) -> np.ndarray:
     """(pixel / 255 - mean) / std per channel, as a (3, H, W) float32 array; computed through the
     same float32 lookup table as albumentations' Normalize, so the values are identical."""
     shift = np.asarray(mean, dtype=np.float32) * 255.0
