@@ -1,43 +1,38 @@
 """Training losses: InfoNCE over (query, gallery) pairs, and an ID loss for the ablation.
 
 Under torch.distributed the InfoNCE negatives span the global batch: features are gathered
-from every rank, and the gradient that other ranks' loss terms send to this rank's features
-comes back through an all-reduce. Each rank's loss covers its own rows, so DDP's average of
+from every rank by torch.distributed.nn's all_gather, whose backward sends this rank's features
+the gradient that every rank's loss terms give them. Each rank's loss covers its own rows, so DDP's average of
 the ranks' gradients is exactly the gradient of the loss of one process on the whole batch.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather along dim 0 whose backward returns this rank's slice of the summed gradient."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        ctx.rank, ctx.rows = dist.get_rank(), x.shape[0]
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+from torch.distributed.nn.functional import all_gather
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(features of all ranks, offset of this rank's rows); the identity in one process."""
+    """(features of all ranks, offset of this rank's rows); the identity in one process.
+
+    torch.distributed.nn's all_gather carries the gradient back: each rank receives the sum over
+    ranks of the gradient of its own rows. torch 2.14 deprecates it for a function of the private
+    `_functional_collectives`, which the oldest torch supported here (2.4) lacks: its warning, on
+    every rank of every run, would ask users for a change they cannot make.
+    """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x, 0
-    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated",
+                                FutureWarning)
+        parts = all_gather(x)
+    return torch.cat(parts), dist.get_rank() * x.shape[0]
 
 
 class InfoNCE(nn.Module):

@@ -16,10 +16,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import numbers
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import timm
 import torch
@@ -27,6 +26,7 @@ from torch import nn
 
 from reid.errors import ReidError
 from reid.images import DataConfig
+from reid.rules import ExistingFile, PositiveInt, checked
 
 LITE0 = "efficientnet_lite0"
 LITE0_KWARGS = {"bn_eps": 1e-3, "pad_type": "same"}  # as the TensorFlow weights were trained
@@ -105,18 +105,8 @@ def create_efficientnet_lite0(pretrained: bool = True, num_classes: int = 0) -> 
 OPEN_CLIP_PREFIX = "open_clip:"
 
 
-def parse_pretrained(value: bool | str | Path) -> bool | Path:
-    """`true`/`false` or a weights file, as the config field `pretrained` gives it."""
-    if isinstance(value, (bool, Path)):
-        return value
-    if value.lower() in {"true", "1", "yes"}:
-        return True
-    if value.lower() in {"false", "0", "no", ""}:
-        return False
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ReidError(f"pretrained={value}: not true, false, or an existing weights file")
-    return path
+# Where an encoder's starting weights come from: the hub (or the offline package), none, or a file.
+Pretrained = bool | Annotated[Path, ExistingFile()]
 
 
 def load_torch_file(path: Path, data: bytes | None = None) -> Any:
@@ -249,15 +239,31 @@ def _open_clip_encoder(spec: str, pretrained: bool | Path, projection: bool,
     return ClipVisual(visual, projection), data
 
 
-def _create_timm(name: str, pretrained: bool, img_size: int | None) -> nn.Module:
-    """A headless timm model. Transformers take `img_size` (position embeddings resized);
-    CNNs, whose constructors reject it, take any input size as they are."""
-    if img_size:
-        try:
-            return timm.create_model(name, pretrained=pretrained, num_classes=0, img_size=img_size)
-        except TypeError:
-            pass
-    return timm.create_model(name, pretrained=pretrained, num_classes=0)
+def _size_kwargs(name: str, img_size: int | None) -> dict[str, int]:
+    """`img_size` for a model whose pretrained config says its input size is fixed (transformers:
+    timm builds them for that size and resizes loaded position embeddings); the others (CNNs)
+    take any input size as they are, and their constructors reject the argument."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    return {"img_size": img_size} if img_size and cfg is not None and cfg.fixed_input_size else {}
+
+
+def _timm_from_file(name: str, path: Path, size: dict[str, int]) -> nn.Module:
+    """timm's `name` with the weights of `path`, loaded by timm's own path for pretrained weights
+    (`pretrained_cfg_overlay`): the model's checkpoint filter adapts them (position embeddings
+    resized to `img_size`) and the classifier the file may hold is dropped. timm loads them
+    non-strictly then, so a file that leaves any tensor of the model unset is refused here."""
+    state = load_weights(path)  # read here, once: a file torch cannot read safely is one line
+    names = set(state)
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=0,
+                                  pretrained_cfg_overlay={"state_dict": state}, **size)
+    except RuntimeError as exc:  # tensors of other shapes: another size of the same family
+        raise ReidError(f"{path} does not fit {name}: {_first_mismatch(exc)}") from None
+    missing = [key for key in model.state_dict() if key not in names]
+    if missing:
+        raise ReidError(f"{path} does not fit {name}: {len(missing)} of its tensors are not in the file "
+                        f"({', '.join(missing[:3])})")
+    return model
 
 
 def _timm_encoder(name: str, pretrained: bool | Path, img_size: int | None) -> tuple[nn.Module, DataConfig]:
@@ -265,41 +271,31 @@ def _timm_encoder(name: str, pretrained: bool | Path, img_size: int | None) -> t
         raise ReidError(f"unknown timm model {name!r}")
     if name == LITE0 and not isinstance(pretrained, Path):
         return create_efficientnet_lite0(pretrained, num_classes=0), efficientnet_lite0_data_config()
-    try:
-        model = _create_timm(name, pretrained is True, img_size)
-    except Exception as exc:  # timm raises many types when the hub is out of reach
-        if pretrained is True:
-            raise _hub_error(name, exc) from None
-        raise
+    size = _size_kwargs(name, img_size)
     if isinstance(pretrained, Path):
-        heads = ("head.", "fc.", "classifier.")
-        state = {k: v for k, v in load_weights(pretrained).items() if not k.startswith(heads)}
+        model = _timm_from_file(name, pretrained, size)
+    else:
         try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # tensors of other shapes: another size of the same family
-            raise ReidError(f"{pretrained} does not fit {name}: {_first_mismatch(exc)}") from None
-        if missing or unexpected:
-            raise ReidError(f"{pretrained} does not fit {name}: {len(missing)} missing keys "
-                            f"({', '.join(missing[:3])}), {len(unexpected)} unexpected "
-                            f"({', '.join(unexpected[:3])})")
+            model = timm.create_model(name, pretrained=pretrained, num_classes=0, **size)
+        except Exception as exc:  # timm raises many types when the hub is out of reach
+            if pretrained:
+                raise _hub_error(name, exc) from None
+            raise
     data = timm.data.resolve_data_config({}, model=model)
     return model, DataConfig(int(data["input_size"][-1]), tuple(data["mean"]), tuple(data["std"]),
                              data.get("interpolation", "bicubic"))
 
 
-def build_encoder(name: str, pretrained: bool | str | Path = True, img_size: int | None = None,
+@checked
+def build_encoder(name: str, pretrained: Pretrained = True, img_size: PositiveInt | None = None,
                   grad_checkpointing: bool = False, clip_projection: bool = True) -> tuple[nn.Module, DataConfig]:
     """(encoder, data config); the encoder maps (B, 3, H, W) images to (B, num_features).
 
     `name` is a timm model name, or `open_clip:<arch>:<pretrained tag>` such as
     `open_clip:ViT-L-14:openai` (text tower dropped; `clip_projection=False` removes the
     visual projection). `pretrained` is True (hub), False, or a weights file. `img_size`
-    (None, or a positive whole number) overrides the model's default input side.
+    overrides the model's default input side.
     """
-    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, numbers.Integral)
-                                 or img_size < 1):
-        raise ReidError(f"img_size={img_size!r}: expected a whole number of pixels, at least 1")
-    pretrained = parse_pretrained(pretrained)
     if name.startswith(OPEN_CLIP_PREFIX):
         model, data = _open_clip_encoder(name, pretrained, clip_projection, img_size)
     else:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from helpers import REPO, SMOKE_TRAIN, call, dataset_files, torchrun, write_tree
-from reid.engine import RankContext, Siamese, TrainConfig, train_step
+from reid.engine import RankContext, Siamese, TrainConfig, build_optimizer, train_step
 from reid.errors import ReidError
 from reid.losses import InfoNCE
 from reid.models import build_encoder, load_checkpoint
@@ -89,8 +89,14 @@ def test_amp_that_does_not_apply_is_said_once(data_dir, tmp_path):
 
 
 def parameters(last: dict) -> dict[str, torch.Tensor]:
-    """A last.pt's parameters in the optimiser's order: the encoder's, then the loss's."""
-    return last["model"] | {f"criterion.{k}": v for k, v in last["criterion"].items()}
+    """A last.pt's parameters in the optimiser's order, the order of its parameter groups (those
+    without weight decay first), as the engine's optimizer over the same model has them."""
+    model = Siamese(build_encoder("test_vit", False, img_size=32)[0], InfoNCE())
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for group in build_optimizer(model, TrainConfig()).param_groups for p in group["params"]]
+    saved = ({f"encoder.{k}": v for k, v in last["model"].items()}
+             | {f"criterion.{k}": v for k, v in last["criterion"].items()})
+    return {name: saved[name] for name in order}
 
 
 @pytest.mark.slow
