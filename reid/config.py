@@ -20,7 +20,7 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Callable, Sequence, TypeVar
+from typing import Annotated, Any, Callable, Mapping, Sequence, TypeVar
 
 from reid.errors import ReidError
 from reid.files import write_json
@@ -164,15 +164,33 @@ def synopsis(doc: str) -> str:
     return "\n\n".join(re.split(r"\n\s*\n", doc.strip())[:2])
 
 
-def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None) -> None:
-    """The entry point of every script: parse, run, and turn a `ReidError` into one clean line."""
+def expand_presets(argv: Sequence[str], presets: Mapping[str, Sequence[str]]) -> list[str]:
+    """`argv` with each `--preset=<name>` replaced by that preset's `--field=value` arguments, so
+    what follows it on the command line overrides it (nanoGPT's config files, as arguments)."""
+    out: list[str] = []
+    for arg in argv:
+        if not arg.startswith("--preset="):
+            out.append(arg)
+            continue
+        name = arg.removeprefix("--preset=")
+        if name not in presets:
+            valid = ", ".join(presets) or "none for this script"
+            raise ReidError(f"unknown preset {name!r}; valid presets: {valid}")
+        out.extend(presets[name])
+    return out
+
+
+def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = None,
+        presets: Mapping[str, Sequence[str]] | None = None) -> None:
+    """The entry point of every script: parse (`--preset=<name>` expanded from `presets`), run,
+    and turn a `ReidError` into one clean line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         doc = inspect.getdoc(sys.modules.get(main.__module__))  # the script's own docstring: what it does
         print(f"{synopsis(doc)}\n\n{usage(cls)}" if doc else usage(cls))
         return
     try:
-        main(parse_args(cls, argv))
+        main(parse_args(cls, expand_presets(argv, presets or {})))
     except ReidError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         raise SystemExit(1) from None
