@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reid.device import amp_dtype, autocast, resolve_device
-from reid.embedding import BaseEmbedder, out_of_memory
+from reid.device import Amp, amp_dtype, autocast, resolve_device
+from reid.embedding import BaseEmbedder, Scales, out_of_memory
 from reid.errors import ReidError
 from reid.images import DataConfig
 from reid.models import build_encoder, read_checkpoint
+from reid.rules import Count, PositiveInt, checked
 
 
 def checkpoint_file(path: Path) -> Path:
@@ -42,9 +43,10 @@ class Embedder(BaseEmbedder):
     CUDA only.
     """
 
+    @checked
     def __init__(self, model: nn.Module, data_config: DataConfig, device: str | torch.device = "cpu",
-                 amp: str = "off", flip: bool = False, workers: int | None = None,
-                 source: dict[str, str] | None = None, scales: Sequence[float] = (1.0,),
+                 amp: Amp = "off", flip: bool = False, workers: Count | None = None,
+                 source: dict[str, str] | None = None, scales: Scales = (1.0,),
                  own_size_if_refused: bool = False):
         self.source = source or {}
         super().__init__(data_config, self.source.get("model", "the model"), workers, scales, own_size_if_refused)
@@ -72,7 +74,8 @@ class Embedder(BaseEmbedder):
         return cls(model.eval(), data_config, device, source=source, **options)
 
     @classmethod
-    def from_pretrained(cls, name: str, img_size: int | None = None, device: str | torch.device = "cpu",
+    @checked
+    def from_pretrained(cls, name: str, img_size: PositiveInt | None = None, device: str | torch.device = "cpu",
                         **options: Any) -> "Embedder":
         """A backbone with its library weights, untrained here: the baseline training has to beat."""
         model, data_config = build_encoder(name, pretrained=True, img_size=img_size)
@@ -85,7 +88,8 @@ class Embedder(BaseEmbedder):
         """The length of a feature vector."""
         return int(self.model.num_features)
 
-    def accepts(self, size: int) -> bool:
+    @checked
+    def accepts(self, size: PositiveInt) -> bool:
         """Whether the model takes `size`-pixel input: a convolutional backbone takes any size, a
         transformer only sizes its patches divide (and, built for one size, that size alone).
         Running out of memory on the probe says nothing of that, and is an error of its own."""

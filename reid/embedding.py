@@ -13,11 +13,9 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-import math
-import numbers
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ContextManager, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -25,11 +23,13 @@ from tqdm import tqdm
 
 from reid.errors import ReidError
 from reid.images import DataConfig, ImageLike, as_rgb, default_workers, preprocess
+from reid.rules import Count, Items, Positive, PositiveInt, checked
 
 if TYPE_CHECKING:
     from reid.device import RankContext
 
 SCALED_SIDES = range(16, 2049)  # the pixel sizes a test-time scale may give, besides the trained size
+Scales = Annotated[tuple[Positive, ...], Items()]  # multiples of the trained input size, at least one
 
 
 def image_sequence(images: Iterable[ImageLike]) -> list[ImageLike]:
@@ -49,13 +49,12 @@ def _load(item: ImageLike, index: int, cfg: DataConfig) -> np.ndarray:
     return preprocess(as_rgb(item, index), cfg)
 
 
-def batches(images: Sequence[ImageLike], cfg: DataConfig, batch_size: int,
-            workers: int) -> Iterator[tuple[int, np.ndarray]]:
+@checked
+def batches(images: Sequence[ImageLike], cfg: DataConfig, batch_size: PositiveInt,
+            workers: Count) -> Iterator[tuple[int, np.ndarray]]:
     """(start, (B, 3, S, S) float32 batch) over `images` in order. Decoding and resizing run on
     `workers` threads (PIL and OpenCV release the GIL) while the caller runs the model on the
     batch before: one batch ahead, so memory stays two batches whatever the input size."""
-    if batch_size < 1:
-        raise ReidError(f"batch_size={batch_size}: must be at least 1")
     with ThreadPoolExecutor(max(1, workers)) as pool:
         ahead: tuple[int, list[Future]] | None = None
         for start in range(0, len(images), batch_size):
@@ -77,12 +76,11 @@ def out_of_memory(exc: BaseException) -> bool:
             or any(words in text for words in ("out of memory", "can't allocate memory", "failed to allocate")))
 
 
-def scaled_sizes(img_size: int, scales: Sequence[float]) -> list[int]:
+@checked
+def scaled_sizes(img_size: PositiveInt, scales: Scales) -> list[int]:
     """The input size, in pixels, of each test-time scale of a model trained at `img_size`. Sizes
     other than the trained one must lie in SCALED_SIDES: below, a crop is a few pixels of mush;
     above, one image of a large backbone takes gigabytes, and the run would die on memory."""
-    if not scales or not all(isinstance(s, numbers.Real) and math.isfinite(s) and s > 0 for s in scales):
-        raise ReidError(f"scales must be positive numbers (got {', '.join(map(str, scales)) or 'none'})")
     sizes = [round(img_size * s) for s in scales]
     for scale, size in zip(scales, sizes, strict=True):
         if size != img_size and size not in SCALED_SIDES:
@@ -101,8 +99,9 @@ class BaseEmbedder(abc.ABC):
     `name` names the model in messages; `workers` decode images (default: `default_workers`).
     """
 
-    def __init__(self, data_config: DataConfig, name: str, workers: int | None = None,
-                 scales: Sequence[float] = (1.0,), own_size_if_refused: bool = False):
+    @checked
+    def __init__(self, data_config: DataConfig, name: str, workers: Count | None = None,
+                 scales: Scales = (1.0,), own_size_if_refused: bool = False):
         self.data_config = data_config
         self.name = name
         self.workers = default_workers() if workers is None else workers
@@ -118,7 +117,8 @@ class BaseEmbedder(abc.ABC):
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         """(B, dim) float32 unit-length features of a preprocessed (B, 3, S, S) float32 batch."""
 
-    def accepts(self, size: int) -> bool:
+    @checked
+    def accepts(self, size: PositiveInt) -> bool:
         """Whether the model takes `size`-pixel input; here its own size alone, as an exported
         graph (a model that takes more says so)."""
         return size == self.data_config.img_size
@@ -139,7 +139,8 @@ class BaseEmbedder(abc.ABC):
         raise ReidError(f"{self.name} takes {size}-pixel input only, not {', '.join(map(str, refused))}: "
                         "leave its scales at 1")
 
-    def embed(self, images: Iterable[ImageLike], batch_size: int = 64, progress: bool = False,
+    @checked
+    def embed(self, images: Iterable[ImageLike], batch_size: PositiveInt = 64, progress: bool = False,
               desc: str = "embedding") -> np.ndarray:
         """(N, dim) float32 features of `images` (a list of file paths, PIL images or H x W x 3
         uint8 RGB arrays, mixed, or one N x H x W x 3 array), rows of unit length, in input order.
@@ -157,7 +158,8 @@ class BaseEmbedder(abc.ABC):
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), np.finfo(np.float32).tiny)
         return out
 
-    def embed_across_ranks(self, images: Iterable[ImageLike], ctx: RankContext, batch_size: int = 64,
+    @checked
+    def embed_across_ranks(self, images: Iterable[ImageLike], ctx: RankContext, batch_size: PositiveInt = 64,
                            progress: bool = False, desc: str = "embedding") -> np.ndarray | None:
         """Each process embeds its contiguous share of `images`; the first gets every row, in input
         order, and the others None. One process embeds them all."""

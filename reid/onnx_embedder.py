@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from reid.embedding import BaseEmbedder
+from reid.embedding import BaseEmbedder, Scales
 from reid.errors import ReidError
 from reid.files import read_json
 from reid.images import INTERPOLATIONS, DataConfig
-from reid.rules import parse_device
+from reid.rules import Count, checked, parse_device
 from reid.runs import file_sha256
 
 SIDECAR_FORMAT = "reid-onnx/1"
@@ -153,8 +153,9 @@ class OnnxEmbedder(BaseEmbedder):
     alone, so `scales` other than 1 are refused, or left out with `own_size_if_refused`
     (`BaseEmbedder`); `threads`: onnxruntime's intra-op threads, 0 for its default."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", workers: int | None = None, threads: int = 0,
-                 scales: Sequence[float] = (1.0,), own_size_if_refused: bool = False):
+    @checked
+    def __init__(self, path: str | Path, device: str = "cpu", workers: Count | None = None, threads: Count = 0,
+                 scales: Scales = (1.0,), own_size_if_refused: bool = False):
         import onnxruntime as ort
 
         providers = providers_for(device)  # a bad device is refused as such, before the model is touched

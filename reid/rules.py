@@ -247,13 +247,14 @@ def _conform(kind: Any, value: Any) -> Any:
     return value
 
 
-def conform(name: str, kind: Any, value: Any) -> Any:
+def conform(name: str, kind: Any, value: Any, spell: Callable[[Any], str] = shown) -> Any:
     """`value` as the annotated type of `name`, within its rules; else a one-line ReidError
-    `name=value: why` (a Config field's `name` is spelled `--field`)."""
+    `name=value: why`, the value spelled by `spell` (a Config field's `--field=value` as the
+    command line spells it, a parameter's as Python does)."""
     try:
         return _conform(kind, value)
     except Invalid as exc:
-        raise ReidError(f"{name}={shown(value)}: {exc}") from None
+        raise ReidError(f"{name}={spell(value)}: {exc}") from None
 
 
 _CONTAINERS = (typing.Union, types.UnionType, tuple, list, Sequence)  # types whose arguments hold values
@@ -313,7 +314,7 @@ def checked(fn: F) -> F:
         for name, value in bound.arguments.items():
             kind = hints.get(name)
             if kind is not None and _has_rule(kind):
-                bound.arguments[name] = conform(name, kind, value)
+                bound.arguments[name] = conform(name, kind, value, spell=repr)
         return fn(*bound.args, **bound.kwargs)
 
     wrapper.__checked__ = True  # type: ignore[attr-defined]

@@ -70,7 +70,7 @@ def test_unknown_names_are_clear(name, words):
 
 
 def test_pretrained_must_be_a_flag_or_a_file():
-    with pytest.raises(ReidError, match="pretrained=/no/such/file.pt: expected true or false or an existing file"):
+    with pytest.raises(ReidError, match="^pretrained='/no/such/file.pt': expected true or false or an existing file$"):
         build_encoder("test_vit", pretrained="/no/such/file.pt")
 
 

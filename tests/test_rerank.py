@@ -169,7 +169,7 @@ def test_bad_input_is_a_reid_error(method):
         fn(bad, q_q, g_g)
     with pytest.raises(ReidError, match="^k1=0: expected at least 1$"):
         fn(q_g, q_q, g_g, k1=0)
-    with pytest.raises(ReidError, match="^method=nope: expected one of k_reciprocal, hard_weight$"):
+    with pytest.raises(ReidError, match="^method='nope': expected one of k_reciprocal, hard_weight$"):
         rr.rerank_features(np.ones((2, 3)), np.ones((4, 3)), method="nope")
     with pytest.raises(ReidError, match="feature sizes differ"):
         rr.rerank_features(np.ones((2, 3)), np.ones((4, 5)), method=method)

@@ -68,7 +68,7 @@ def test_sequences_have_8_to_12_people_and_frame_00_always(seed):
 
 
 def test_unknown_size_is_refused(tmp_path):
-    with pytest.raises(ReidError, match="size=huge: expected one of tiny, small, full"):
+    with pytest.raises(ReidError, match="size='huge': expected one of tiny, small, full"):
         synthetic.generate(tmp_path, "huge")
     assert not list(tmp_path.iterdir())
 
