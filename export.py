@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 from reid.api import OnnxEmbedder, open_embedder
 from reid.config import format_config, run
@@ -21,12 +20,10 @@ from reid.files import move_into_place, require_writable, write_json
 from reid.images import SUFFIXES, ImageLike
 from reid.layouts import list_images
 from reid.onnx_embedder import sidecar_path
-from reid.onnx_export import OPSETS, VERIFY_BATCHES, export_graph, max_differences, sidecar
+from reid.onnx_export import VERIFY_BATCHES, Opset, export_graph, max_differences, sidecar
 from reid.outputs import held, staging_folder
-from reid.rules import Checked, Positive, Range
+from reid.rules import Checked, Positive
 from reid.synthetic.crops import sample_crops
-
-Opset = Annotated[int, Range(lo=OPSETS.start, hi=OPSETS.stop - 1)]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from reid.embedder import Embedder
 from reid.errors import ReidError
 from reid.images import RESIZE_RULE, ImageLike, as_rgb, preprocess
 from reid.onnx_embedder import INPUT_NAME, OUTPUT_NAME, SIDECAR_FORMAT, OnnxEmbedder
+from reid.rules import Range, checked
 from reid.runs import file_sha256
 
 ONE_FILE_LIMIT = 1 << 30  # above this many bytes of weights, they go to <name>.onnx.data (protobuf stops at 2 GiB)
@@ -28,6 +29,7 @@ VERIFY_BATCHES = (1, 13)  # a lone image and an odd batch that was never traced
 # torch.onnx writes opset 18 and converts it (onnxscript's version converter) up to 25; asked for
 # more, it keeps 18 without a word. export_graph checks what was written all the same.
 OPSETS = range(18, 26)
+Opset = Annotated[int, Range(lo=OPSETS.start, hi=OPSETS.stop - 1)]
 
 
 class _Normalized(nn.Module):
@@ -45,7 +47,8 @@ def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
 
-def export_graph(embedder: Embedder, examples: Sequence[ImageLike], path: Path, opset: int) -> None:
+@checked
+def export_graph(embedder: Embedder, examples: Sequence[ImageLike], path: Path, opset: Opset) -> None:
     """Write the graph of `embedder` to `path` (fp32, on CPU, batch axis dynamic). The exporter's
     chatter is kept back and only its last line is shown if it fails."""
     if embedder.flip:
