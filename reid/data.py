@@ -28,6 +28,7 @@ OPTIONAL_COLUMNS = {"camera": int}  # where the layout knows each image's camera
 
 
 Folds = Annotated[int, Range(lo=2)]  # GroupKFold needs two folds at least
+Fold = Annotated[int, Range(lo=-1)]  # a fold of the partition; -1: train on split train, validate on test
 
 
 @checked
@@ -94,7 +95,7 @@ def identities(df: pd.DataFrame) -> np.ndarray:
 
 
 @checked
-def split_fold(df: pd.DataFrame, fold: Annotated[int, Range(lo=-1)]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_fold(df: pd.DataFrame, fold: Fold) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, validation) rows: fold -1 trains on split train and validates on split test."""
     if fold == -1:
         train, val = df[df["split"] == "train"], df[df["split"] == "test"]

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from reid.config import format_config, save_config, to_dict
 from reid.data import (
+    Fold,
     PairDataset,
     UniquePlayerBatchSampler,
     identities,
@@ -43,11 +44,11 @@ from reid.files import require_writable, write_with
 from reid.images import require_images
 from reid.io import write_csv
 from reid.loader import make_loader
-from reid.losses import IDLoss, InfoNCE
+from reid.losses import IDLoss, InfoNCE, Smoothing
 from reid.metrics import evaluate
 from reid.models import Pretrained, build_encoder, load_checkpoint
 from reid.rerank import distance_matrices
-from reid.rules import Checked, Count, Folder, NonNegative, Positive, PositiveInt, Probability, Range
+from reid.rules import Checked, Count, Folder, NonNegative, Positive, PositiveInt, Probability, checked
 from reid.runs import (
     COMPLETE,
     CONFIG,
@@ -64,8 +65,8 @@ from reid.runs import (
 from reid.transforms import train_transform
 from reid.visualize import training_curves
 
-Smoothing = Annotated[float, Range(lo=0, hi=1, hi_open=True)]
-Fold = Annotated[int, Range(lo=-1)]
+# What a script or a benchmark calls; the rest is the loop's own machinery.
+__all__ = ["TrainConfig", "Siamese", "fit", "train_step", "build_optimizer", "build_scheduler"]
 
 
 @dataclass
@@ -212,7 +213,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_per_epoch: int) -> Scheduler:
+@checked
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, updates_per_epoch: PositiveInt) -> Scheduler:
     """timm's poly schedule, stepped per update: a linear warm-up from 0 to `lr` over whole
     updates (leaving at least one to decay), then polynomial decay that reaches `lr_end` at the
     last update of epoch `epochs`."""

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Annotated
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.nn.functional import all_gather
+
+from reid.rules import Positive, PositiveInt, Range, checked
+
+Smoothing = Annotated[float, Range(lo=0, hi=1, hi_open=True)]  # cross-entropy label smoothing
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -42,8 +47,9 @@ class InfoNCE(nn.Module):
     gallery→query, averaged. The scale starts at 1/0.07 and is clamped at 100.
     """
 
-    def __init__(self, label_smoothing: float = 0.1, init_scale: float = 1 / 0.07,
-                 max_scale: float = 100.0):
+    @checked
+    def __init__(self, label_smoothing: Smoothing = 0.1, init_scale: Positive = 1 / 0.07,
+                 max_scale: Positive = 100.0):
         super().__init__()
         self.label_smoothing = label_smoothing
         self.max_scale = max_scale
@@ -67,7 +73,8 @@ class InfoNCE(nn.Module):
 class IDLoss(nn.Module):
     """Classification of both images of a pair over the training players (label-smoothed)."""
 
-    def __init__(self, feature_dim: int, num_classes: int, label_smoothing: float = 0.1):
+    @checked
+    def __init__(self, feature_dim: PositiveInt, num_classes: PositiveInt, label_smoothing: Smoothing = 0.1):
         super().__init__()
         self.head = nn.Linear(feature_dim, num_classes)
         self.label_smoothing = label_smoothing

@@ -26,7 +26,7 @@ from torch import nn
 
 from reid.errors import ReidError
 from reid.images import DataConfig
-from reid.rules import ExistingFile, PositiveInt, checked
+from reid.rules import Count, ExistingFile, PositiveInt, checked
 
 LITE0 = "efficientnet_lite0"
 LITE0_KWARGS = {"bn_eps": 1e-3, "pad_type": "same"}  # as the TensorFlow weights were trained
@@ -44,7 +44,9 @@ def efficientnet_lite0_data_config() -> DataConfig:
     return DataConfig(img_size=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3, interpolation="bicubic")
 
 
-def remap_efficientnet_pytorch(state: dict[str, torch.Tensor], stage_depths: list[int]) -> dict[str, torch.Tensor]:
+@checked
+def remap_efficientnet_pytorch(state: dict[str, torch.Tensor],
+                               stage_depths: list[PositiveInt]) -> dict[str, torch.Tensor]:
     """Rename an `efficientnet_pytorch` state dict (flat block list) to timm's (stage, block) names."""
     positions = [(s, b) for s, depth in enumerate(stage_depths) for b in range(depth)]
     out = {}
@@ -88,7 +90,8 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
     return remap_efficientnet_pytorch(state, depths)
 
 
-def create_efficientnet_lite0(pretrained: bool = True, num_classes: int = 0) -> nn.Module:
+@checked
+def create_efficientnet_lite0(pretrained: bool = True, num_classes: Count = 0) -> nn.Module:
     """timm's `efficientnet_lite0`, with the offline ImageNet weights when `pretrained`.
 
     The weights load strictly into the 1000-class model; the classifier is then replaced

@@ -77,7 +77,16 @@ def public_names(mod: types.ModuleType) -> dict[str, Any]:
 
 
 def public_functions() -> Iterator[tuple[str, Any]]:
-    """(name, function) for every public function, and every public method of a public class, in reid/."""
+    """(name, function) for every public function, and every public method of a public class, in reid/,
+    each once (reid.api re-exports the embedders)."""
+    seen = set()
+    for name, fn in _public_functions():
+        if fn not in seen:
+            seen.add(fn)
+            yield name, fn
+
+
+def _public_functions() -> Iterator[tuple[str, Any]]:
     for mod in library():
         for name, obj in public_names(mod).items():
             if inspect.isfunction(obj):
