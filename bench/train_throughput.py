@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from reid.config import run
 from reid.device import Amp, amp_dtype, autocast
-from reid.engine import RankContext, Siamese, TrainConfig, train_step
+from reid.engine import RankContext, Siamese, TrainConfig, build_optimizer, train_step
 from reid.losses import InfoNCE
 from reid.models import Pretrained, build_encoder
 from reid.rules import Checked, Positive, PositiveInt
@@ -61,7 +61,7 @@ def engine_step(encoder: nn.Module, batch_size: int, img_size: int, device: torc
     """One reid.engine.train_step of `encoder` on a fixed random batch of `batch_size` pairs.
 
     The engine's real step: the Siamese forward over both images, InfoNCE, the finite-loss
-    check, AdamW; channels-last on CUDA, as the engine trains.
+    check, the engine's AdamW; channels-last on CUDA, as the engine trains.
     """
     dtype = amp_dtype(amp, device)
     net = Siamese(encoder, InfoNCE()).to(device).train()
@@ -69,9 +69,9 @@ def engine_step(encoder: nn.Module, batch_size: int, img_size: int, device: torc
         net = net.to(memory_format=torch.channels_last)
     q, g = (torch.randn(batch_size, 3, img_size, img_size, device=device) for _ in range(2))
     labels = torch.arange(batch_size, device=device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-5)
+    train_cfg, ctx = TrainConfig(amp=amp, batch_size=batch_size, lr=1e-5), RankContext(0, 1, device)
+    optimizer = build_optimizer(net, train_cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    train_cfg, ctx = TrainConfig(amp=amp, batch_size=batch_size), RankContext(0, 1, device)
 
     def step() -> None:
         train_step(net, [(q, g, labels)], optimizer, scaler, train_cfg, ctx, dtype, "benchmark")
