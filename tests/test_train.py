@@ -246,6 +246,20 @@ def test_resume_with_another_recipe_names_the_field(data_dir, tmp_path):
     assert fresh.returncode == 1 and "--resume=true" in fresh.stderr
 
 
+def test_a_last_pt_with_one_weight_decay_for_every_parameter_is_refused_in_one_line(data_dir, tmp_path):
+    """Before the parameter groups, the optimizer state had one group: it cannot resume exactly."""
+    train("train_our_post_resnet.py", data_dir, tmp_path, "--epochs=1", "--max_steps_per_epoch=1", "--batch_size=4")
+    last = tmp_path / "resnet50" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    groups = ckpt["optimizer"]["param_groups"]
+    ckpt["optimizer"]["param_groups"] = [groups[1] | {"params": groups[0]["params"] + groups[1]["params"]}]
+    torch.save(ckpt, last)
+    again = call("train_our_post_resnet.py", f"--data_dir={data_dir}", f"--checkpoint_dir={tmp_path}",
+                 *TINY, "--epochs=2", "--max_steps_per_epoch=1", "--batch_size=4", "--resume=true")
+    assert again.returncode == 1 and again.stderr.count("\n") == 1
+    assert "optimizer state of an earlier version" in again.stderr and "train a new run" in again.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.parametrize("fault,message", [("reader", "error: cannot read image crop_0042.jpeg: broken data stream"),
