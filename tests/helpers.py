@@ -8,19 +8,23 @@ by another, so each one reads on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
+import math
 import os
 import select
 import subprocess
 import sys
 import threading
 import time
+import types
+import typing
 import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Annotated, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,6 +33,7 @@ from PIL import Image
 from reid.config import run
 from reid.distance import sq_euclidean
 from reid.models import build_encoder
+from reid.rules import FolderName, Items, Range, rules_of, shown
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -225,3 +230,62 @@ def asymmetric(nq: int, ng: int, seed: int):
     rng = np.random.default_rng(seed)
     return (rng.random((nq, ng)).astype(np.float32) + 0.1, rng.random((nq, nq)).astype(np.float32),
             rng.random((ng, ng)).astype(np.float32))
+
+
+# ---------------------------------------------------------------- bad values, from the rules themselves
+
+def outside(rule: Range, integer: bool) -> list[float]:
+    """A value just past each bound `rule` has (NaN for a float with none: every float must be finite)."""
+    step = 1 if integer else 0.5
+    values = []
+    if rule.lo is not None:
+        values.append(rule.lo if rule.lo_open else rule.lo - step)
+    if rule.hi is not None:
+        values.append(rule.hi if rule.hi_open else rule.hi + step)
+    return values or ([] if integer else [math.nan])
+
+
+def ranged_number(kind: Any) -> Any:
+    """The Annotated number an annotation holds, alone or optional (None for anything else)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Annotated and args[0] in (int, float):
+        return kind
+    if origin in (typing.Union, types.UnionType):
+        found = [ranged_number(a) for a in args if a is not type(None)]
+        return found[0] if len(found) == 1 else None
+    return None
+
+
+def _plain(value: float) -> str:
+    """A number as a user types it (2, not 2.0)."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def bad_arguments(cls: type) -> list[tuple[str, str]]:
+    """(`--field=value`, what its refusal says) for every rule a Config's fields carry: each bound
+    of a range crossed (in a list, by its last item), NaN and inf where a float is due, a folder
+    name that leaves its folder, a list emptied or repeated, a choice not offered."""
+    cases = []
+    for f in dataclasses.fields(cls):
+        kind = typing.get_type_hints(cls, include_extras=True)[f.name]
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        listed = origin is tuple or (origin is Annotated and typing.get_origin(args[0]) is tuple)
+        item = typing.get_args(args[0] if origin is Annotated else kind)[0] if listed else kind
+        number = ranged_number(item)
+        prefix = ",".join(map(shown, f.default[:1])) + "," if listed and f.default else ""
+        if number is not None:
+            integer = typing.get_args(number)[0] is int
+            for rule in (r for r in number.__metadata__ if isinstance(r, Range)):
+                cases += [(f"--{f.name}={prefix}{_plain(v)}", f"expected {rule}") for v in outside(rule, integer)]
+            if not integer:
+                cases += [(f"--{f.name}={prefix}{v}", "expected a finite number") for v in ("nan", "inf")]
+        rules = rules_of(kind)
+        if any(isinstance(r, FolderName) for r in rules):
+            cases += [(f"--{f.name}=", "plain folder name"), (f"--{f.name}=../escaped", "plain folder name")]
+        for rule in (r for r in rules if isinstance(r, Items)):
+            cases.append((f"--{f.name}=", f"expected {rule}"))
+            if rule.distinct and f.default:
+                cases.append((f"--{f.name}={shown(f.default[0])},{shown(f.default[0])}", "expected each value once"))
+        if typing.get_origin(item) is typing.Literal:
+            cases.append((f"--{f.name}=nope", "expected one of"))
+    return cases

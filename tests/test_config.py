@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, SMOKE_TRAIN, call, run_script
+from helpers import REPO, SMOKE_TRAIN, bad_arguments, call, run_script
 from reid.config import parse_args, run, save_config, usage
 from reid.errors import ReidError
 from reid.rules import PositiveInt, Probability
@@ -76,54 +76,15 @@ def test_help_says_what_each_number_allows():
     assert "pairs per step [at least 1]" in text and "chance of a flip [at least 0 and at most 1]" in text
 
 
-CASES = [
-    # (script, the bad argument, words the one line must hold)
-    ("train_our_post_resnet.py", "--batch_size=0", "at least 1"),
-    ("train_our_post_resnet.py", "--batch_size=-3", "at least 1"),
-    ("train_our_post_resnet.py", "--accum_steps=0", "at least 1"),
-    ("train_our_post_resnet.py", "--accum_steps=-1", "at least 1"),
-    ("train_our_post_resnet.py", "--max_steps_per_epoch=-1", "at least 0"),
-    ("train_our_post_resnet.py", "--epochs=0", "at least 1"),
-    ("train_our_post_resnet.py", "--epochs=-2", "at least 1"),
-    ("train_our_post_resnet.py", "--lr=nan", "finite"),
-    ("train_our_post_resnet.py", "--lr=inf", "finite"),
-    ("train_our_post_resnet.py", "--lr=-1", "above 0"),
-    ("train_our_post_resnet.py", "--lr_end=nan", "finite"),
-    ("train_our_post_resnet.py", "--weight_decay=nan", "finite"),
-    ("train_our_post_resnet.py", "--img_size=-64", "at least 1"),
-    ("train_our_post_resnet.py", "--img_size=0", "at least 1"),
-    ("train_our_post_resnet.py", "--random_erasing=2", "at most 1"),
-    ("train_our_post_resnet.py", "--flip_p=5", "at most 1"),
-    ("train_our_post_resnet.py", "--label_smoothing=3", "below 1"),
-    ("train_our_post_resnet.py", "--warmup_epochs=-5", "at least 0"),
-    ("train_our_post_resnet.py", "--clip_grad=nan", "finite"),
-    ("train_our_post_resnet.py", "--eval_batch_size=0", "at least 1"),
-    ("train_our_post_resnet.py", "--num_workers=-1", "at least 0"),
-    ("train_our_post_resnet.py", "--seed=-1", "at least 0"),
-    ("train_our_post_resnet.py", "--fold=-2", "at least -1"),
-    ("train_our_post_resnet.py", "--run_name=", "plain folder name"),
-    ("train_our_post_resnet.py", "--run_name=../escaped", "plain folder name"),
-    ("train_our_post.py", "--label_smoothing=1", "below 1"),
-    ("predict.py", "--batch_size=0", "at least 1"),
-    ("predict.py", "--k1=0", "at least 1"),
-    ("predict.py", "--lambda_value=5", "at most 1"),
-    ("predict.py", "--lambda_value=nan", "finite"),
-    ("predict.py", "--visualize_queries=0", "at least 1"),
-    ("predict.py", "--visualize_queries=-3", "at least 1"),
-    ("download.py", "--retries=-1", "at least 0"),
-    ("download.py", "--seed=-1", "at least 0"),
-    ("download.py", "--timeout=0", "above 0"),
-    ("download.py", "--backoff=-1", "at least 0"),
-    ("preprocess_data.py", "--n_folds=0", "at least 2"),
-    ("preprocess_data.py", "--n_folds=1", "at least 2"),
-    ("preprocess_data.py", "--n_folds=-2", "at least 2"),
-    ("dissim_fuse.py", "--topk=0", "at least 1"),
-    ("dissim_fuse.py", "--min_votes=0", "at least 1"),
-    ("sim_fuse.py", "--weights=1,nan", "finite"),
-    ("sim_fuse.py", "--weights=1,-1", "at least 0"),
-    ("demo.py", "--epochs=0", "at least 1"),
-    ("demo.py", "--img_sizes=96,0", "at least 1"),
-]
+STAGES = ["download.py", "preprocess_data.py", "train_our_post.py", "train_our_post_resnet.py", "predict.py",
+          "sim_fuse.py", "dissim_fuse.py", "export.py", "identify.py", "demo.py"]
+# (script, the bad argument, words the one line must hold), generated from each field's rules
+CASES = [(script, bad, words) for script in STAGES
+         for bad, words in bad_arguments(importlib.import_module(Path(script).stem).Config)]
+
+
+def test_every_stage_has_bad_values_to_refuse():
+    assert {script for script, _, _ in CASES} == set(STAGES)
 
 
 def folders(root) -> set[str]:

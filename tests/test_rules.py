@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import reid
+from helpers import outside, ranged_number
 from reid.config import parse_args
 from reid.errors import ReidError
 from reid.rules import (
@@ -117,16 +118,6 @@ def ranges(kind: Any) -> list[Range]:
     return [r for r in rules_of(kind) if isinstance(r, Range)]
 
 
-def outside(rule: Range, integer: bool) -> Any:
-    """A value just outside `rule`'s range (None where it has no bound to cross)."""
-    step = 1 if integer else 0.5
-    if rule.lo is not None:
-        return rule.lo if rule.lo_open else rule.lo - step
-    if rule.hi is not None:
-        return rule.hi if rule.hi_open else rule.hi + step
-    return None if integer else math.nan
-
-
 def inside(kind: Any) -> Any:
     """A value the annotation allows (a list's one item), for the parameters a call does not probe."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
@@ -142,17 +133,6 @@ def inside(kind: Any) -> Any:
     if origin is typing.Literal:
         return args[0]
     return {int: 1, float: 1.0, bool: False, str: "x"}.get(kind)
-
-
-def scalar_of(kind: Any) -> Any:
-    """The Annotated number inside an optional one, or None for lists and plain types."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin is Annotated and args[0] in NUMBERS:
-        return kind
-    if origin in (typing.Union, types.UnionType):
-        found = [scalar_of(a) for a in args if a is not type(None)]
-        return found[0] if len(found) == 1 else None
-    return None
 
 
 # ---------------------------------------------------------------- every number carries a rule
@@ -185,10 +165,9 @@ def config_cases() -> Iterator[Any]:
     for cls in configs():
         kinds = typing.get_type_hints(cls, include_extras=True)
         for f in dataclasses.fields(cls):
-            scalar = scalar_of(kinds[f.name])
+            scalar = ranged_number(kinds[f.name])
             for rule in ranges(scalar) if scalar is not None else ():
-                bad = outside(rule, typing.get_args(scalar)[0] is int)
-                if bad is not None:
+                for bad in outside(rule, typing.get_args(scalar)[0] is int):
                     yield pytest.param(cls, f.name, bad, id=f"{cls.__module__}.{f.name}={bad}")
 
 
@@ -209,10 +188,9 @@ def function_cases() -> Iterator[Any]:
             continue
         kinds = hints(fn)
         for param in inspect.signature(inspect.unwrap(fn)).parameters:
-            scalar = scalar_of(kinds.get(param))
+            scalar = ranged_number(kinds.get(param))
             for rule in ranges(scalar) if scalar is not None else ():
-                bad = outside(rule, typing.get_args(scalar)[0] is int)
-                if bad is not None:
+                for bad in outside(rule, typing.get_args(scalar)[0] is int):
                     yield pytest.param(fn, param, bad, id=f"{name}({param}={bad})")
 
 
