@@ -47,8 +47,9 @@ from torch import nn
 from torch.autograd.graph import saved_tensors_hooks
 from torch.utils.flop_counter import FlopCounterMode
 
-from reid.config import PositiveInt, run
+from reid.config import run
 from reid.models import build_encoder
+from reid.rules import Checked, PositiveInt
 
 RECIPE = (
     ("eva02_large_patch14_448.mim_m38m_ft_in22k_in1k", 448),
@@ -59,7 +60,7 @@ GiB = 2**30
 
 
 @dataclass
-class Config:
+class Config(Checked):
     pairs: PositiveInt = 32  # pairs per GPU, as the recipe trains (2 x pairs images per forward)
     cards: tuple[PositiveInt, ...] = (24, 80)  # GPU memory sizes to check against, GiB
     format: Literal["text", "markdown"] = "text"  # markdown: the table for the README
