@@ -1,17 +1,19 @@
 """What a value may be, declared once in its annotation and enforced wherever it enters.
 
 A number's range sits beside its default (`batch_size: PositiveInt = 32`, `k1: PositiveInt =
-20`). Three entries check it, all through `conform`:
+20`), and so do a list's size, a folder name, a file that must exist, a device. They are
+checked where a value enters:
 
-- a Config dataclass built on `Checked` checks every field when it is constructed, from the
-  command line (`reid.config.parse_args`) or from Python (`Config(batch_size=0)`) alike;
-- a public function decorated with `@checked` checks its annotated parameters on every call
+- a Config dataclass built on `Checked` conforms every field when it is constructed, from
+  the command line (`reid.config.parse_args`) or from Python (`Config(batch_size=0)`) alike;
+- a public function decorated with `@checked` conforms its annotated parameters on every call
   (scikit-learn's `validate_params` is the model);
-- `reid.config.parse_args` turns text into the annotated type, then lets construction check it.
+- `reid.config.parse_args` turns text into the annotated type under the same rules, so a
+  refusal quotes the text as typed.
 
-The error is one line naming the field and the value, the same from every entry:
-`--batch_size=0: expected at least 1` for a Config field, `k1=0: expected at least 1` for a
-parameter.
+The error is one line naming the field and the value: `--batch_size=0: expected at least 1`
+for a Config field, the same from Python as from the command line; `k1=0: expected at least
+1` for a parameter, its value as Python spells it.
 """
 
 from __future__ import annotations
