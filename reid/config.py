@@ -187,7 +187,10 @@ def run(main: Callable[[C], Any], cls: type[C], argv: Sequence[str] | None = Non
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         doc = inspect.getdoc(sys.modules.get(main.__module__))  # the script's own docstring: what it does
-        print(f"{synopsis(doc)}\n\n{usage(cls)}" if doc else usage(cls))
+        listed = "".join(f"\n  --preset={name:<32} {' '.join(args)}" for name, args in (presets or {}).items())
+        help_text = usage(cls) + (f"\npresets (each a set of the options above; later ones override it):{listed}"
+                                  if listed else "")
+        print(f"{synopsis(doc)}\n\n{help_text}" if doc else help_text)
         return
     try:
         main(parse_args(cls, expand_presets(argv, presets or {})))

@@ -7,7 +7,7 @@ import pytest
 import train_our_post
 import train_our_post_resnet
 from helpers import run_script
-from reid.config import expand_presets, parse_args
+from reid.config import expand_presets, parse_args, run
 from reid.errors import ReidError
 
 
@@ -47,3 +47,10 @@ def test_an_unknown_preset_on_the_command_line_is_one_line():
     result = run_script("train_our_post_resnet.py", "--preset=resnet18")
     assert result.returncode == 1
     assert result.stderr == "error: unknown preset 'resnet18'; valid presets: resnet50, lite0\n"
+
+
+def test_help_lists_every_preset_with_what_it_sets(capsys):
+    run(train_our_post.main, train_our_post.Config, ["--help"], presets=train_our_post.PRESETS)
+    text = capsys.readouterr().out
+    for name, args in train_our_post.PRESETS.items():
+        assert f"--preset={name}" in text and " ".join(args) in text
