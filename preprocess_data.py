@@ -1,6 +1,8 @@
 """Stage 2: scan the dataset and write the CSV partitions train_df.csv and challenge_df.csv.
 
     python preprocess_data.py [--data_dir=data] [--n_folds=10] [--layout=auto]
+    python preprocess_data.py --layout=market1501   # junk pid -1 left out, distractors (pid 0) kept
+    python preprocess_data.py --layout=folders      # queries: the first image by name of each player in each sequence
 
 The layout under <data_dir>/data_reid/ is detected (and printed) unless --layout names it; each
 layout's rules: README.md, "Your own data". Every layout gives the same train_df.csv.

@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from helpers import export, run_script, save_jpegs, write_checkpoint
+from reid import onnx_export
 from reid.api import Embedder, OnnxEmbedder
 from reid.embedding import BaseEmbedder, scaled_sizes
 from reid.errors import ReidError
@@ -279,6 +280,16 @@ def test_export_writes_the_asked_opset_under_a_folder_it_creates(vit_export, tmp
     assert graph_opset(out) == 20 and json.loads(out.with_suffix(".json").read_text())["opset"] == 20
 
 
-def test_an_opset_the_exporter_falls_back_from_is_refused(vit_export, tmp_path):
-    with pytest.raises(ReidError, match="could not convert test_vit to opset 26 .it wrote 18.: export with --opset=18"):
+def test_an_opset_the_exporter_cannot_write_is_refused_before_it_runs(vit_export, tmp_path):
+    """Asked for opset 26, torch.onnx writes 18 without a word: the rule stops it at the door."""
+    with pytest.raises(ReidError, match="^opset=26: expected at least 18 and at most 25$"):
         export_graph(Embedder.from_checkpoint(vit_export[1]), sample_crops(2), tmp_path / "m.onnx", 26)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_graph_saved_at_another_opset_than_asked_is_refused(vit_export, tmp_path, monkeypatch):
+    """Where the exporter falls back to another opset within the range (its converter fails for
+    one model), the opset read back from the saved graph says so."""
+    monkeypatch.setattr(onnx_export, "graph_opset", lambda path: 18)
+    with pytest.raises(ReidError, match="could not convert test_vit to opset 20 .it wrote 18.: export with --opset=18"):
+        export_graph(Embedder.from_checkpoint(vit_export[1]), sample_crops(2), tmp_path / "m.onnx", 20)
