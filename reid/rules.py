@@ -302,25 +302,46 @@ def parameter_kinds(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 def checked(fn: F) -> F:
-    """Conform every annotated parameter of `fn` that carries a rule or a choice on each call,
-    so that a public function refuses `k1=0` in the same words as the command line."""
+    """Conform every annotated parameter of `fn` that carries a rule or a choice on each call
+    (the arguments given; defaults are the author's), so that a public function refuses `k1=0`
+    in the same words as the command line. Per-image functions carry it too, so a call costs a
+    few dictionary lookups, and `inspect.Signature.bind` runs only to name a wrong call."""
     signature = inspect.signature(fn)
+    params = signature.parameters.values()
+    positional = {p.name: i for i, p in enumerate(params) if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    by_name = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = [(p.name, positional.get(p.name, len(positional))) for p in params
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    rest = any(p.kind is p.VAR_POSITIONAL for p in params), any(p.kind is p.VAR_KEYWORD for p in params)
+
+    def well_formed(args: tuple, kwargs: dict) -> bool:
+        return ((rest[0] or len(args) <= len(positional)) and (rest[1] or kwargs.keys() <= by_name)
+                and all(i < len(args) or name in kwargs for name, i in required))
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as exc:  # an unknown or missing argument, named as Python names it
-            raise ReidError(f"{fn.__name__}(): {exc}") from None
-        hints = parameter_kinds(fn)
-        for name, value in bound.arguments.items():
-            kind = hints.get(name)
-            if kind is not None and _has_rule(kind):
-                bound.arguments[name] = conform(name, kind, value, spell=repr)
-        return fn(*bound.args, **bound.kwargs)
+        if not well_formed(args, kwargs):
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:  # an unknown or missing argument, named as Python names it
+                raise ReidError(f"{fn.__name__}(): {exc}") from None
+        values = list(args)
+        for name, kind in _ruled(fn):
+            i = positional.get(name, len(values))
+            if i < len(values):
+                values[i] = conform(name, kind, values[i], spell=repr)
+            elif name in kwargs:
+                kwargs[name] = conform(name, kind, kwargs[name], spell=repr)
+        return fn(*values, **kwargs)
 
     wrapper.__checked__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+@functools.cache
+def _ruled(fn: Callable[..., Any]) -> list[tuple[str, Any]]:
+    """(name, annotation) of the parameters of `fn` whose annotation carries a rule or a choice."""
+    return [(name, kind) for name, kind in parameter_kinds(fn).items() if name != "return" and _has_rule(kind)]
 
 
 @functools.cache

@@ -245,6 +245,14 @@ def test_checked_conforms_the_arguments_it_passes_on():
         scaled(None, share=1.5)
     with pytest.raises(ReidError, match=r"^k=nan: expected int$"):
         scaled(None, k=float("nan"))
+    assert scaled(x=None, k=4) == (4, None), "a positional parameter given by name is checked too"
+    with pytest.raises(ReidError, match=r"^k=0: expected at least 1$"):
+        scaled(x=None, k=0)
+    for call, words in [(lambda: scaled(), "missing a required argument: 'x'"),
+                        (lambda: scaled(None, 2, 0.5, 9), "too many positional arguments"),
+                        (lambda: scaled(None, kk=2), "got an unexpected keyword argument 'kk'")]:
+        with pytest.raises(ReidError, match=rf"^scaled\(\): {words}$"):
+            call()
 
 
 def test_one_device_vocabulary():
