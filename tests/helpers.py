@@ -266,8 +266,9 @@ def bad_arguments(cls: type) -> list[tuple[str, str]]:
     of a range crossed (in a list, by its last item), NaN and inf where a float is due, a folder
     name that leaves its folder, a list emptied or repeated, a choice not offered."""
     cases = []
+    kinds = typing.get_type_hints(cls, include_extras=True)
     for f in dataclasses.fields(cls):
-        kind = typing.get_type_hints(cls, include_extras=True)[f.name]
+        kind = kinds[f.name]
         origin, args = typing.get_origin(kind), typing.get_args(kind)
         listed = origin is tuple or (origin is Annotated and typing.get_origin(args[0]) is tuple)
         item = typing.get_args(args[0] if origin is Annotated else kind)[0] if listed else kind
