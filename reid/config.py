@@ -24,7 +24,7 @@ from typing import Annotated, Any, Callable, Mapping, Sequence, TypeVar
 
 from reid.errors import ReidError
 from reid.files import write_json
-from reid.rules import Rule, describe, rules_of
+from reid.rules import describe, rule_problem, rules_of
 
 C = TypeVar("C")
 
@@ -38,9 +38,8 @@ def _parse_value(text: str, kind: Any, name: str) -> Any:
     args = typing.get_args(kind)
     if origin is Annotated:
         value = _parse_value(text, args[0], name)
-        for rule in kind.__metadata__:
-            if isinstance(rule, Rule) and (problem := rule.problem(value)):
-                raise ReidError(f"--{name}={text}: {problem}")
+        if problem := rule_problem(kind, value):
+            raise ReidError(f"--{name}={text}: {problem}")
         return value
     if origin in (typing.Union, types.UnionType):
         if text.lower() in {"none", "null", ""} and type(None) in args:

@@ -212,15 +212,19 @@ def _number(kind: type, value: Any) -> Any:
     return float(value)
 
 
+def rule_problem(kind: Any, value: Any) -> str | None:
+    """Why `value`, already of an Annotated type's base, breaks one of its rules (None if none)."""
+    return next((p for r in kind.__metadata__ if isinstance(r, Rule) and (p := r.problem(value))), None)
+
+
 def _conform(kind: Any, value: Any) -> Any:
     """`value` as the annotated type (str becomes Path, int becomes float, list becomes tuple),
     within every rule the annotation carries; else `Invalid` saying why."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin is Annotated:
         value = _conform(args[0], value)
-        for rule in kind.__metadata__:
-            if isinstance(rule, Rule) and (problem := rule.problem(value)):
-                raise Invalid(problem)
+        if problem := rule_problem(kind, value):
+            raise Invalid(problem)
         return value
     if origin in (typing.Union, types.UnionType):
         return _union(kind, args, value)
