@@ -3,14 +3,16 @@
     python download.py                        # the official 2023 archive
     python download.py --zip=~/synergyreid_data.zip
     python download.py --synthetic=true       # the procedural stand-in, no network needed
+    python download.py --synthetic=true --synthetic_kind=clips --data_dir=data/clips   # MOT game clips
 """
 
 from __future__ import annotations
 
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from reid import synthetic
@@ -20,7 +22,8 @@ from reid.fetch import copy_member, download, find_member, local_source, md5sum,
 from reid.files import read_json, require_writable, write_json
 from reid.layouts import Layout
 from reid.outputs import held, staging_folder
-from reid.rules import Checked, Count, NonNegative, Positive
+from reid.rules import Checked, Count, NonNegative, Positive, Probability
+from reid.synthetic.clips import CLIPS, Detector, generate_clip_crops, generate_clips
 
 MARKER = ".download.json"
 
@@ -35,6 +38,13 @@ class Config(Checked):
     data_dir: Path = Path("data")  # the dataset lands in <data_dir>/data_reid/
     synthetic: bool = False  # make the procedural synthetic dataset instead of downloading
     synthetic_size: synthetic.Size = "small"  # tiny (tests), small (about a tenth of the 2023 counts) or full
+    # crops: the re-id dataset in <data_dir>/data_reid/; clips: MOT game clips in <data_dir>/clips/ (tiny 1 x 150
+    # frames, small 2 x 600, full 1 x 2000); clip_crops: crops of other clips, folders layout, to train a linker
+    synthetic_kind: Literal["crops", "clips", "clip_crops"] = "crops"
+    det_miss: Probability = 0.04  # clips' det.txt: chance a fully visible person is missed in a frame
+    det_occluded: Probability = 0.5  # ... visibility under which misses rise linearly to certain at 0
+    det_jitter: NonNegative = 0.04  # ... standard deviation of each box edge, in box heights
+    det_false_positives: NonNegative = 0.05  # ... mean spurious boxes a frame
     seed: Count = 0  # seed of the synthetic dataset
     layout: Layout = "official"  # layout of the synthetic data on disk
     retries: Count = 5  # retries after a dropped connection, a timeout or a 5xx answer
@@ -94,7 +104,7 @@ def fetch_dataset_zip(cfg: Config, downloads: Path) -> tuple[Path, str, list[Pat
 def main(cfg: Config) -> None:
     print(format_config(cfg))
     require_writable(cfg.data_dir, "data_dir")
-    target = cfg.data_dir / "data_reid"
+    target = cfg.data_dir / (CLIPS if cfg.synthetic and cfg.synthetic_kind == "clips" else "data_reid")
     with held(target, "data_dir"):  # two downloads into one folder: the second stops at once
         if cfg.synthetic:
             make_synthetic(cfg, target)
@@ -133,16 +143,25 @@ def fetch_official(cfg: Config, target: Path) -> None:
 
 def make_synthetic(cfg: Config, target: Path) -> None:
     """The procedural stand-in dataset, labelled as synthetic (reid/synthetic.py)."""
+    kind = cfg.synthetic_kind
+    layout = {"crops": cfg.layout, "clips": "official", "clip_crops": "folders"}[kind]
+    detector = Detector(cfg.det_miss, cfg.det_occluded, cfg.det_jitter, cfg.det_false_positives)
     if target.exists():
         made = marker(target / synthetic.MARKER)
-        wanted = (cfg.synthetic_size, cfg.seed, cfg.layout)
-        if (made.get("size"), made.get("seed"), made.get("layout", "official")) == wanted:
-            print(f"{target} already holds synthetic data (size {cfg.synthetic_size}, seed {cfg.seed}, layout "
-                  f"{cfg.layout}): nothing to do")
+        wanted = (kind, cfg.synthetic_size, cfg.seed, layout, asdict(detector) if kind == "clips" else None)
+        if (made.get("kind", "crops"), made.get("size"), made.get("seed"), made.get("layout", "official"),
+                made.get("detector")) == wanted:
+            print(f"{target} already holds synthetic {kind} (size {cfg.synthetic_size}, seed {cfg.seed}): nothing to do")
             return
-        raise ReidError(f"{target} exists and is not synthetic data of size {cfg.synthetic_size}, "
-                        f"seed {cfg.seed}, layout {cfg.layout}: move it away or pick another --data_dir")
-    synthetic.generate(cfg.data_dir, cfg.synthetic_size, cfg.seed, layout=cfg.layout)
+        raise ReidError(f"{target} exists and is not synthetic {kind} of size {cfg.synthetic_size}, seed {cfg.seed}"
+                        f"{', layout ' + layout if kind == 'crops' else ''} with these settings: move it away or "
+                        "pick another --data_dir")
+    if kind == "clips":
+        generate_clips(cfg.data_dir, cfg.synthetic_size, cfg.seed, detector)
+    elif kind == "clip_crops":
+        generate_clip_crops(cfg.data_dir, cfg.synthetic_size, cfg.seed)
+    else:
+        synthetic.generate(cfg.data_dir, cfg.synthetic_size, cfg.seed, layout=cfg.layout)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reid.files import atomic_open
-from reid.images import read_image
+from reid.images import ImageLike, as_rgb, read_image
 from reid.rules import PositiveInt, checked
 
 GREEN, RED, GREY = "#1a9e3a", "#d62728", "#888888"
@@ -66,11 +66,11 @@ def ranked_sheet(path: Path, distmat: np.ndarray, query_paths: Sequence[Path], g
 
 
 @checked
-def identity_sheet(path: Path, paths: Sequence[Path], labels: np.ndarray, truth: np.ndarray | None = None,
+def identity_sheet(path: Path, paths: Sequence[ImageLike], labels: np.ndarray, truth: np.ndarray | None = None,
                    max_rows: PositiveInt = 24, per_row: PositiveInt = 12, title: str = "") -> Path:
     """Write a PNG: one row per identity, largest first (the first `max_rows`), up to `per_row`
     of its crops. With ground truth, a crop of the identity's most common true player is
-    framed green and any other red; without, frames are grey."""
+    framed green and any other red; without, frames are grey. `paths` may be images in memory."""
     ids, sizes = np.unique(labels, return_counts=True)
     order = ids[np.argsort(-sizes, kind="stable")][:max_rows]
     fig = Figure(figsize=(1.0 * per_row, 1.9 * max(len(order), 1)))
@@ -83,7 +83,7 @@ def identity_sheet(path: Path, paths: Sequence[Path], labels: np.ndarray, truth:
         for col, i in enumerate(members[:per_row]):
             colour = GREY if truth is None else GREEN if truth[i] == major else RED
             axes[row, col].axis("on")
-            _framed(axes[row, col], read_image(paths[i]), colour, f"{identity} ({len(members)})" if col == 0 else "")
+            _framed(axes[row, col], as_rgb(paths[i], i), colour, f"{identity} ({len(members)})" if col == 0 else "")
     return _save(fig, path, title)
 
 

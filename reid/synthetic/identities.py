@@ -151,3 +151,12 @@ def cast(rng: np.random.Generator, n_people: int, seed: int) -> list[Look]:
         looks += [_look(rng, team, NUMBERS[n]) for n in numbers]
     looks += [_look(rng, REFEREE, str(int(rng.integers(1, 80)))) for _ in range(referees)]
     return [looks[i] for i in rng.permutation(len(looks))]
+
+
+def roster(rng: np.random.Generator, per_team: int, referees: int, seed: int) -> list[Look]:
+    """A game's people in order: two teams of `per_team` (each number once a team), then referees."""
+    home, away = (int(i) for i in rng.choice(N_TEAMS, 2, replace=False))
+    looks = []
+    for team in (league(seed)[home][0], league(seed)[away][1]):
+        looks += [_look(rng, team, NUMBERS[n]) for n in rng.choice(len(NUMBERS), per_team, replace=False)]
+    return looks + [_look(rng, REFEREE, str(int(rng.integers(1, 80)))) for _ in range(referees)]

@@ -1,0 +1,163 @@
+"""Stage 9: a tracker's tracklets -> player identities across a game, in the tracker's own format.
+
+    python link_tracks.py --sequence=data/clips/clips/synth-0-01 --tracks=outputs/track/synth-0-01.txt \\
+        --checkpoints=checkpoints/clips/lite0_128 --out_dir=outputs/link
+    python link_tracks.py --video=game.mp4 --tracks=game_tracks.txt --checkpoints=model.onnx --out_dir=out
+
+Each tracklet is embedded at a bounded sample of its boxes, cut where its player changes and
+the pieces grouped into identities, never two pieces that share a frame (reid/linking.py). It
+writes OUT/tracks.txt (every input row, the id replaced by its identity), OUT/identities.csv,
+OUT/identities.png and provenance.json; with ground truth (--truth, or the sequence's
+gt/gt.txt) it prints HOTA and IDF1 before and after. README.md, stage 9.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from reid.api import check_entry, entry_name, input_paths, open_embedder
+from reid.config import format_config, run
+from reid.device import Amp, amp_note, resolve_device
+from reid.embedding import Scales
+from reid.errors import ReidError
+from reid.files import write_json, write_text
+from reid.frames import Frames, ImageFolder, Video, cut_crops, inside
+from reid.fusion import fuse_features
+from reid.io import PROVENANCE, write_csv
+from reid.linking import Distance, MinPart, Similarity, hidden_share, link, sample_rows, split
+from reid.mot import MotRows, check_frames, mot_text, read_mot, read_seqinfo
+from reid.outputs import claimed, folder_as_unit
+from reid.rules import Checked, Count, PositiveInt
+from reid.track_metrics import scores_line, tracking_scores
+from reid.visualize import identity_sheet
+
+STAGE = "link_tracks"
+
+
+@dataclass
+class Config(Checked):
+    sequence: Path | None = None  # a MOT sequence folder: img1/000001.jpg..., seqinfo.ini (gt/gt.txt to score)
+    video: Path | None = None  # or a video file (read with OpenCV) instead of --sequence
+    tracks: Path = Path("tracks.txt")  # the tracker's MOT txt: frame,id,x,y,w,h,conf,...
+    checkpoints: tuple[Path, ...] = (Path("checkpoints/clips/lite0_128"),)  # as identify.py: several fused
+    out_dir: Path = Path("outputs/link_tracks")  # tracks.txt, identities.csv, identities.png, provenance.json
+    truth: Path | None = None  # MOT ground truth to score before and after (default: <sequence>/gt/gt.txt)
+    samples: PositiveInt = 32  # boxes embedded per tracklet at most: time and memory bounded for a whole game
+    split_distance: Distance = 0.25  # cut a tracklet where its two parts' mean features are this far apart
+    min_part: MinPart = 4  # sampled boxes on each side of a cut at least
+    link_similarity: Similarity = 0.5  # merge identities while their mean pair similarity exceeds this
+    batch_size: PositiveInt = 64  # crops per forward pass
+    num_workers: Count = 2  # image-preprocessing threads
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
+    amp: Amp = "bf16"  # mixed precision on CUDA; CPU runs fp32
+    scales: Scales = (1.0,)  # embed at these multiples of each model's input size, averaged
+    sheet_rows: PositiveInt = 24  # identities shown on identities.png
+
+
+def open_frames(cfg: Config) -> Frames:
+    """The frames of --sequence or --video (one of them)."""
+    if (cfg.sequence is None) == (cfg.video is None):
+        raise ReidError("give the frames: --sequence=<MOT sequence folder> or --video=<file>, one of them")
+    if cfg.video is not None:
+        return Video(cfg.video)
+    return ImageFolder(cfg.sequence, read_seqinfo(cfg.sequence))
+
+
+def truth_file(cfg: Config) -> Path | None:
+    if cfg.truth is not None:
+        if not cfg.truth.is_file():
+            raise ReidError(f"--truth={cfg.truth}: no such file")
+        return cfg.truth
+    found = None if cfg.sequence is None else cfg.sequence / "gt" / "gt.txt"
+    return found if found is not None and found.is_file() else None
+
+
+def inputs_of(cfg: Config) -> list[tuple[str, Path]]:
+    named = [("sequence", cfg.sequence), ("video", cfg.video), ("tracks", cfg.tracks), ("truth", cfg.truth)]
+    return [(o, p) for o, p in named if p is not None] + [("checkpoints", p) for p in input_paths(cfg.checkpoints)]
+
+
+def embed_crops(cfg: Config, crops: list[np.ndarray]) -> tuple[np.ndarray, list[dict]]:
+    """Fused unit features of `crops` over every checkpoint, and where each model came from."""
+    device = resolve_device(cfg.device)
+    if note := amp_note(cfg.amp, device):
+        print(note)
+    features, sources = [], []
+    for entry in cfg.checkpoints:
+        embedder = open_embedder(entry, device, amp=cfg.amp, scales=cfg.scales, own_size_if_refused=True,
+                                 workers=cfg.num_workers)
+        features.append(embedder.embed(crops, batch_size=cfg.batch_size, progress=True, desc=entry_name(entry)))
+        sources.append({**embedder.source, "scales": list(embedder.used_scales())})
+    return fuse_features(features), sources
+
+
+def report_outside(rows: MotRows, outside: np.ndarray) -> None:
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        print(f"{int(outside.sum())} boxes lie (almost) outside the frame, e.g. frame {rows.frame[first]} id "
+              f"{rows.id[first]}: kept in tracks.txt under their tracklet's identity, not embedded")
+
+
+def main(cfg: Config) -> None:
+    print(format_config(cfg))
+    if not cfg.checkpoints:
+        raise ReidError("no checkpoints given: --checkpoints=run_folder[,run_folder...]")
+    for entry in cfg.checkpoints:
+        check_entry(entry)
+    frames = open_frames(cfg)
+    rows = read_mot(cfg.tracks, "tracks")
+    if frames.count:
+        check_frames(rows, frames.count, frames.name)
+    truth = truth_file(cfg)
+    with claimed([cfg.out_dir], "out_dir", STAGE, inputs_of(cfg)):
+        write_linked(cfg, frames, rows, truth)
+
+
+def write_linked(cfg: Config, frames: Frames, rows: MotRows, truth: Path | None) -> None:
+    """Sample, embed, split and link the tracklets, then write the output folder as one unit."""
+    started = time.perf_counter()
+    ids, tracklet = np.unique(rows.id, return_inverse=True)
+    usable = inside(rows.box, frames.width, frames.height)
+    report_outside(rows, ~usable)
+    quality = np.where(usable, rows.conf * (1 - hidden_share(rows.frame, rows.box)), -np.inf)
+    sampled = sample_rows(tracklet, rows.frame, quality, cfg.samples)
+    sampled = sampled[usable[sampled]]
+    crops = cut_crops(frames, rows.frame[sampled], rows.box[sampled], progress=True)
+    features, sources = embed_crops(cfg, crops)
+    pieces = split(tracklet, rows.frame, sampled, features, cfg.split_distance, cfg.min_part)
+    identity, confidence = link(pieces, features, rows.frame, cfg.link_similarity)
+    new_id = identity[pieces.of_row] + 1
+    seconds = time.perf_counter() - started
+    table = pd.DataFrame({
+        "piece": np.arange(len(pieces)), "track_id": ids[pieces.tracklet],
+        "first_frame": [int(rows.frame[pieces.of_row == p].min()) for p in range(len(pieces))],
+        "last_frame": [int(rows.frame[pieces.of_row == p].max()) for p in range(len(pieces))],
+        "boxes": np.bincount(pieces.of_row, minlength=len(pieces)), "samples": [len(s) for s in pieces.samples],
+        "identity": identity + 1, "confidence": np.round(confidence, 4)})
+    shown = np.concatenate([s for s in pieces.samples]) if len(pieces) else np.zeros(0, int)
+    with folder_as_unit(cfg.out_dir, STAGE) as stage:
+        write_text(stage / "tracks.txt", mot_text(rows.frame, new_id, rows.tail))
+        write_csv(table, stage / "identities.csv")
+        identity_sheet(stage / "identities.png", [crops[i] for i in shown],
+                       np.concatenate([np.full(len(s), identity[p]) for p, s in enumerate(pieces.samples)]),
+                       max_rows=cfg.sheet_rows, title=f"{rows.path}: {identity.max() + 1} identities")
+        write_json({"tracks": str(rows.path), "frames": frames.name, "sources": sources,
+                    "settings": {"samples": cfg.samples, "split_distance": cfg.split_distance,
+                                 "min_part": cfg.min_part, "link_similarity": cfg.link_similarity}},
+                   stage / PROVENANCE)
+    print(f"{len(ids)} tracklets -> {identity.max() + 1} identities ({len(pieces)} pieces, {len(sampled)} crops "
+          f"embedded, {seconds:.1f} s); wrote {cfg.out_dir}")
+    if truth is not None:
+        before, after = tracking_scores(truth, rows.path), tracking_scores(truth, cfg.out_dir / "tracks.txt")
+        print(f"against {truth}: tracker {scores_line(before)}")
+        print(f"{' ' * (len(str(truth)) + 10)}linked  {scores_line(after)}")
+
+
+if __name__ == "__main__":
+    run(main, Config)
