@@ -151,7 +151,8 @@ def make_synthetic(cfg: Config, target: Path) -> None:
         wanted = (kind, cfg.synthetic_size, cfg.seed, layout, asdict(detector) if kind == "clips" else None)
         if (made.get("kind", "crops"), made.get("size"), made.get("seed"), made.get("layout", "official"),
                 made.get("detector")) == wanted:
-            print(f"{target} already holds synthetic {kind} (size {cfg.synthetic_size}, seed {cfg.seed}): nothing to do")
+            print(f"{target} already holds synthetic {kind} (size {cfg.synthetic_size}, seed {cfg.seed}): "
+                  "nothing to do")
             return
         raise ReidError(f"{target} exists and is not synthetic {kind} of size {cfg.synthetic_size}, seed {cfg.seed}"
                         f"{', layout ' + layout if kind == 'crops' else ''} with these settings: move it away or "

@@ -14,7 +14,7 @@ gt/gt.txt) it prints HOTA and IDF1 before and after. README.md, stage 9.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +30,7 @@ from reid.files import write_json, write_text
 from reid.frames import Frames, ImageFolder, Video, cut_crops, inside
 from reid.fusion import fuse_features
 from reid.io import PROVENANCE, write_csv
-from reid.linking import Distance, MinPart, Similarity, hidden_share, link, sample_rows, split
+from reid.linking import Distance, Linked, MinPart, Settings, Similarity, link_tracklets
 from reid.mot import MotRows, check_frames, mot_text, read_mot, read_seqinfo
 from reid.outputs import claimed, folder_as_unit
 from reid.rules import Checked, Count, PositiveInt
@@ -122,41 +122,51 @@ def main(cfg: Config) -> None:
 def write_linked(cfg: Config, frames: Frames, rows: MotRows, truth: Path | None) -> None:
     """Sample, embed, split and link the tracklets, then write the output folder as one unit."""
     started = time.perf_counter()
-    ids, tracklet = np.unique(rows.id, return_inverse=True)
     usable = inside(rows.box, frames.width, frames.height)
     report_outside(rows, ~usable)
-    quality = np.where(usable, rows.conf * (1 - hidden_share(rows.frame, rows.box)), -np.inf)
-    sampled = sample_rows(tracklet, rows.frame, quality, cfg.samples)
-    sampled = sampled[usable[sampled]]
-    crops = cut_crops(frames, rows.frame[sampled], rows.box[sampled], progress=True)
-    features, sources = embed_crops(cfg, crops)
-    pieces = split(tracklet, rows.frame, sampled, features, cfg.split_distance, cfg.min_part)
-    identity, confidence = link(pieces, features, rows.frame, cfg.link_similarity)
-    new_id = identity[pieces.of_row] + 1
+    crops: list[np.ndarray] = []
+    sources: list[dict] = []
+
+    def embed(sampled: np.ndarray) -> np.ndarray:
+        crops.extend(cut_crops(frames, rows.frame[sampled], rows.box[sampled], progress=True))
+        features, used = embed_crops(cfg, crops)
+        sources.extend(used)
+        return features
+
+    settings = Settings(cfg.samples, cfg.split_distance, cfg.min_part, cfg.link_similarity)
+    linked = link_tracklets(rows.frame, rows.id, rows.box, rows.conf, usable, embed, settings)
     seconds = time.perf_counter() - started
-    table = pd.DataFrame({
-        "piece": np.arange(len(pieces)), "track_id": ids[pieces.tracklet],
-        "first_frame": [int(rows.frame[pieces.of_row == p].min()) for p in range(len(pieces))],
-        "last_frame": [int(rows.frame[pieces.of_row == p].max()) for p in range(len(pieces))],
-        "boxes": np.bincount(pieces.of_row, minlength=len(pieces)), "samples": [len(s) for s in pieces.samples],
-        "identity": identity + 1, "confidence": np.round(confidence, 4)})
-    shown = np.concatenate([s for s in pieces.samples]) if len(pieces) else np.zeros(0, int)
+    pieces, identity = linked.pieces, linked.identity
+    n_tracklets = len(np.unique(rows.id))
     with folder_as_unit(cfg.out_dir, STAGE) as stage:
-        write_text(stage / "tracks.txt", mot_text(rows.frame, new_id, rows.tail))
-        write_csv(table, stage / "identities.csv")
-        identity_sheet(stage / "identities.png", [crops[i] for i in shown],
-                       np.concatenate([np.full(len(s), identity[p]) for p, s in enumerate(pieces.samples)]),
+        write_text(stage / "tracks.txt", mot_text(rows.frame, linked.new_id, rows.tail))
+        write_csv(piece_table(rows, linked), stage / "identities.csv")
+        shown = np.concatenate(pieces.samples)
+        identity_sheet(stage / "identities.png", [crops[i] for i in shown], np.repeat(identity, pieces.sample_counts),
                        max_rows=cfg.sheet_rows, title=f"{rows.path}: {identity.max() + 1} identities")
         write_json({"tracks": str(rows.path), "frames": frames.name, "sources": sources,
-                    "settings": {"samples": cfg.samples, "split_distance": cfg.split_distance,
-                                 "min_part": cfg.min_part, "link_similarity": cfg.link_similarity}},
-                   stage / PROVENANCE)
-    print(f"{len(ids)} tracklets -> {identity.max() + 1} identities ({len(pieces)} pieces, {len(sampled)} crops "
-          f"embedded, {seconds:.1f} s); wrote {cfg.out_dir}")
+                    "settings": asdict(settings)}, stage / PROVENANCE)
+    print(f"{n_tracklets} tracklets -> {identity.max() + 1} identities ({len(pieces)} pieces, {len(linked.sampled)} "
+          f"crops embedded, {seconds:.1f} s); wrote {cfg.out_dir}")
     if truth is not None:
         before, after = tracking_scores(truth, rows.path), tracking_scores(truth, cfg.out_dir / "tracks.txt")
         print(f"against {truth}: tracker {scores_line(before)}")
         print(f"{' ' * (len(str(truth)) + 10)}linked  {scores_line(after)}")
+
+
+def piece_table(rows: MotRows, linked: Linked) -> pd.DataFrame:
+    """identities.csv: each piece's tracklet, first and last frame, boxes, boxes embedded,
+    identity (the id in tracks.txt) and confidence."""
+    of_row, n = linked.pieces.of_row, len(linked.pieces)
+    first = np.full(n, np.iinfo(np.int64).max)
+    last = np.zeros(n, dtype=np.int64)
+    np.minimum.at(first, of_row, rows.frame)
+    np.maximum.at(last, of_row, rows.frame)
+    track_id = np.zeros(n, dtype=np.int64)
+    track_id[of_row] = rows.id
+    return pd.DataFrame({"piece": np.arange(n), "track_id": track_id, "first_frame": first, "last_frame": last,
+                         "boxes": np.bincount(of_row, minlength=n), "samples": linked.pieces.sample_counts,
+                         "identity": linked.identity + 1, "confidence": np.round(linked.confidence, 4)})
 
 
 if __name__ == "__main__":

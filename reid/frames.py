@@ -111,7 +111,7 @@ def cut_crops(frames: Frames, frame: np.ndarray, box: np.ndarray, progress: bool
     crops: list[np.ndarray | None] = [None] * len(frame)
     with tqdm(total=len(wanted), desc=f"cropping {Path(frames.name).name}", unit="frame", leave=False,
               disable=not progress) as bar:
-        for k, (number, image) in enumerate(frames.read(wanted)):
+        for k, (_, image) in enumerate(frames.read(wanted)):
             rows = order[bounds[k]:bounds[k + 1]]
             edges = clip_boxes(box[rows], image.shape[1], image.shape[0])
             for row, (x0, y0, x1, y1) in zip(rows, edges, strict=True):

@@ -29,13 +29,13 @@ of one piece has own = 1), as in reid/clustering.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from reid.errors import ReidError
 from reid.rules import PositiveInt, Range, checked
-from typing import Annotated
 
 Similarity = Annotated[float, Range(lo=-1, hi=1)]
 Distance = Annotated[float, Range(lo=0, hi=2)]
@@ -52,6 +52,10 @@ class Pieces:
 
     def __len__(self) -> int:
         return len(self.tracklet)
+
+    @property
+    def sample_counts(self) -> np.ndarray:
+        return np.array([len(s) for s in self.samples], dtype=np.int64)
 
 
 def hidden_share(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -196,16 +200,10 @@ def link(pieces: Pieces, features: np.ndarray, frame: np.ndarray,
         sim[a], sim[:, a] = row, row
         sim[b], sim[:, b] = -np.inf, -np.inf
     identity = _by_size(members, counts)
-    return identity, piece_confidence(sums_of(pieces, features), counts_of(pieces), identity,
+    piece_sums = np.stack([features[r].sum(axis=0) if len(r) else np.zeros(features.shape[1])
+                           for r in pieces.samples]) if n else sums
+    return identity, piece_confidence(piece_sums, pieces.sample_counts.astype(np.float64), identity,
                                       co_occurring(pieces.of_row, frame, n).toarray())
-
-
-def sums_of(pieces: Pieces, features: np.ndarray) -> np.ndarray:
-    return np.stack([features[r].sum(axis=0) if len(r) else np.zeros(features.shape[1]) for r in pieces.samples])
-
-
-def counts_of(pieces: Pieces) -> np.ndarray:
-    return np.array([len(r) for r in pieces.samples], dtype=np.float64)
 
 
 def _by_size(members: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -234,3 +232,43 @@ def piece_confidence(sums: np.ndarray, counts: np.ndarray, identity: np.ndarray,
     own, other = np.clip(own, 0, 1), np.clip(np.where(np.isfinite(other), other, 0), 0, 1)
     conf = np.where(own + other > 0, own / np.maximum(own + other, 1e-12), 0.5)
     return np.where(counts > 0, conf, 0.5).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """link_tracks.py's knobs of the method, with its defaults (README.md, stage 9)."""
+
+    samples: PositiveInt = 32
+    split_distance: Distance = 0.25
+    min_part: MinPart = 4
+    link_similarity: Similarity = 0.5
+
+
+@dataclass(frozen=True)
+class Linked:
+    """What `link_tracklets` found: the boxes embedded, the pieces and their identities."""
+
+    sampled: np.ndarray  # rows embedded, sorted
+    pieces: Pieces
+    identity: np.ndarray  # (P,) per piece, from 0, largest first
+    confidence: np.ndarray  # (P,) float32
+
+    @property
+    def new_id(self) -> np.ndarray:
+        """Each box's identity from 1, the id of the linked tracks file."""
+        return self.identity[self.pieces.of_row] + 1
+
+
+def link_tracklets(frame: np.ndarray, track_id: np.ndarray, box: np.ndarray, conf: np.ndarray, usable: np.ndarray,
+                   embed: Callable[[np.ndarray], np.ndarray], settings: Settings = Settings()) -> Linked:
+    """The whole method on one tracks file: sample each tracklet's boxes among the `usable` ones
+    (least hidden and most confident first), embed them (`embed(rows)` -> unit features), split
+    and link. What link_tracks.py and bench/link_tracks.py both run."""
+    _, tracklet = np.unique(track_id, return_inverse=True)
+    quality = np.where(usable, conf * (1 - hidden_share(frame, box)), -np.inf)
+    sampled = sample_rows(tracklet, frame, quality, settings.samples)
+    sampled = sampled[usable[sampled]]
+    features = embed(sampled)
+    pieces = split(tracklet, frame, sampled, features, settings.split_distance, settings.min_part)
+    identity, confidence = link(pieces, features, frame, settings.link_similarity)
+    return Linked(sampled, pieces, identity, confidence)
