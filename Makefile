@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup lint test demo clean-demo
+.PHONY: setup lint test demo clean-demo boxmot-env
 
 setup: $(STAMP)
 
@@ -26,3 +26,10 @@ demo: setup
 
 clean-demo:
 	rm -rf data/synthetic checkpoints/demo outputs/demo
+
+# BoxMOT (AGPL-3.0; pins pandas<3, opencv-python<5) in an environment of its own, for bench/link_tracks.py.
+boxmot-env: .venv-boxmot/bin/python
+
+.venv-boxmot/bin/python:
+	$(PYTHON) -m venv .venv-boxmot
+	.venv-boxmot/bin/pip install torch==2.14.1 torchvision==0.29.1 boxmot==25.0.0
