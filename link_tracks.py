@@ -1,7 +1,7 @@
 """Stage 9: a tracker's tracklets -> player identities across a game, in the tracker's own format.
 
     python link_tracks.py --sequence=data/clips/clips/synth-0-01 --tracks=outputs/track/synth-0-01.txt \\
-        --checkpoints=checkpoints/clips/lite0_128 --out_dir=outputs/link
+        --checkpoints=checkpoints/clips/lite0_96 --out_dir=outputs/link
     python link_tracks.py --video=game.mp4 --tracks=game_tracks.txt --checkpoints=model.onnx --out_dir=out
 
 Each tracklet is embedded at a bounded sample of its boxes, cut where its player changes and
@@ -45,13 +45,13 @@ class Config(Checked):
     sequence: Path | None = None  # a MOT sequence folder: img1/000001.jpg..., seqinfo.ini (gt/gt.txt to score)
     video: Path | None = None  # or a video file (read with OpenCV) instead of --sequence
     tracks: Path = Path("tracks.txt")  # the tracker's MOT txt: frame,id,x,y,w,h,conf,...
-    checkpoints: tuple[Path, ...] = (Path("checkpoints/clips/lite0_128"),)  # as identify.py: several fused
+    checkpoints: tuple[Path, ...] = (Path("checkpoints/clips/lite0_96"),)  # as identify.py: several fused
     out_dir: Path = Path("outputs/link_tracks")  # tracks.txt, identities.csv, identities.png, provenance.json
     truth: Path | None = None  # MOT ground truth to score before and after (default: <sequence>/gt/gt.txt)
-    samples: PositiveInt = 32  # boxes embedded per tracklet at most: time and memory bounded for a whole game
-    split_distance: Distance = 0.25  # cut a tracklet where its two parts' mean features are this far apart
-    min_part: MinPart = 4  # sampled boxes on each side of a cut at least
-    link_similarity: Similarity = 0.5  # merge identities while their mean pair similarity exceeds this
+    samples: PositiveInt = Settings.samples  # boxes embedded per tracklet at most (bounds time and memory)
+    split_distance: Distance = Settings.split_distance  # cut where two parts' mean features are this far apart
+    min_part: MinPart = Settings.min_part  # sampled boxes on each side of a cut at least
+    link_similarity: Similarity = Settings.link_similarity  # merge while mean pair similarity exceeds this
     batch_size: PositiveInt = 64  # crops per forward pass
     num_workers: Count = 2  # image-preprocessing threads
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available

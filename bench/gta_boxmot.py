@@ -1,12 +1,13 @@
 """BoxMOT's GTA on given tracks and features: run by bench/link_tracks.py in BoxMOT's own environment.
 
-    .venv-boxmot/bin/python bench/gta_boxmot.py IN.npz OUT.txt
+    .venv-boxmot/bin/python bench/gta_boxmot.py IN.npz OUT.txt [split|connect]
 
 IN.npz holds every box of a tracks file (frame, id, box xywh, conf) and its unit feature (feat);
 OUT.txt gets the boxes with GTA's ids. GTA (Sun et al., ACCV 2024 workshop) as BoxMOT 25 ships
 its algorithms (`boxmot.postprocessing.gta`), with their defaults: the splitter (DBSCAN, eps
 0.7, min_samples 10, at most 3 identities a tracklet, tracklets of 100 boxes or more) and the
 batched connector (cosine distance below 0.4, batches of 50), and the paper's spatial factor 1.
+`connect` runs the connector alone (the paper's ablation without the splitter).
 This file imports only BoxMOT and NumPy, so it needs none of this project's packages; BoxMOT
 pins pandas<3 and opencv-python<5, hence an environment of its own (make boxmot-env).
 """
@@ -21,7 +22,7 @@ from boxmot.postprocessing.gta import Tracklet, get_spatial_constraints, merge_t
 SPATIAL_FACTOR = 1.0
 
 
-def main(source: str, out: str) -> None:
+def main(source: str, out: str, steps: str = "split") -> None:
     data = np.load(source)
     frame, ids, box, conf, feat = data["frame"], data["id"], data["box"], data["conf"], data["feat"]
     tracklets = {}
@@ -30,7 +31,8 @@ def main(source: str, out: str) -> None:
         rows = rows[np.argsort(frame[rows], kind="stable")]
         tracklets[int(t)] = Tracklet(int(t), frame[rows].tolist(), conf[rows].tolist(), box[rows].tolist(),
                                      feats=list(feat[rows]), classes=[0] * len(rows))
-    tracklets = split_tracklets(tracklets)
+    if steps == "split":
+        tracklets = split_tracklets(tracklets)
     max_x, max_y = get_spatial_constraints(tracklets, SPATIAL_FACTOR)
     merged = merge_tracklets_batched(tracklets, max_x_range=max_x, max_y_range=max_y)
     with open(out, "w") as f:
@@ -40,4 +42,4 @@ def main(source: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

@@ -93,16 +93,17 @@ def all_features(cfg: Config, sequence: Path, rows: MotRows, usable: np.ndarray)
     return out
 
 
-def run_gta(cfg: Config, sequence: Path, rows: MotRows, features: np.ndarray,
-            usable: np.ndarray) -> tuple[Path, float, float]:
-    """(tracks file, seconds, peak MiB) of BoxMOT's GTA on the usable boxes and their features."""
+def run_gta(cfg: Config, sequence: Path, rows: MotRows, features: np.ndarray, usable: np.ndarray,
+            steps: str) -> tuple[Path, float, float]:
+    """(tracks file, seconds, peak MiB) of BoxMOT's GTA (`steps`: split then connect, or connect
+    alone) on the usable boxes and their features."""
     if not cfg.boxmot_python.is_file():
         raise ReidError(f"--boxmot_python={cfg.boxmot_python}: no such interpreter; make boxmot-env installs one")
     source = cfg.work_dir / f"{sequence.name}-gta-in.npz"
     np.savez(source, frame=rows.frame[usable], id=rows.id[usable], box=rows.box[usable], conf=rows.conf[usable],
              feat=features[usable])
-    out = cfg.work_dir / f"{sequence.name}-gta.txt"
-    _, seconds, peak = measured(cfg.boxmot_python, REPO / "bench" / "gta_boxmot.py", [str(source), str(out)])
+    out = cfg.work_dir / f"{sequence.name}-gta-{steps}.txt"
+    _, seconds, peak = measured(cfg.boxmot_python, REPO / "bench" / "gta_boxmot.py", [str(source), str(out), steps])
     return out, seconds, peak
 
 
@@ -143,13 +144,14 @@ def compare(cfg: Config, seed: int) -> list[str]:
     usable = inside(rows.box, info.width, info.height)
     features = all_features(cfg, sequence, rows, usable)
     gt = sequence / "gt" / "gt.txt"
-    gta, gta_s, gta_mb = run_gta(cfg, sequence, rows, features, usable)
-    ours, ours_s, ours_mb, k = run_ours(cfg, sequence, rows, features, usable)
-    n_tracklets, n_gta = len(np.unique(rows.id)), len(np.unique(read_mot(gta).id))
+    runs = [(cfg.tracker, rows.path, len(np.unique(rows.id)), "", "")]
+    for steps, name in (("split", "+ BoxMOT GTA"), ("connect", "+ BoxMOT GTA, connector only")):
+        gta, seconds, mb = run_gta(cfg, sequence, rows, features, usable, steps)
+        runs.append((name, gta, len(np.unique(read_mot(gta).id)), f"{seconds:.1f}", f"{mb:.0f} (RSS)"))
+    ours, seconds, mb, k = run_ours(cfg, sequence, rows, features, usable)
+    runs.append(("+ link_tracks", ours, k, f"{seconds:.1f}", f"{mb:.0f} (traced)"))
     lines = []
-    for name, path, ids, seconds, mb in ((cfg.tracker, rows.path, n_tracklets, "", ""),
-                                         ("+ BoxMOT GTA", gta, n_gta, f"{gta_s:.1f}", f"{gta_mb:.0f} (RSS)"),
-                                         ("+ link_tracks", ours, k, f"{ours_s:.1f}", f"{ours_mb:.0f} (traced)")):
+    for name, path, ids, seconds, mb in runs:
         s = tracking_scores(gt, path)
         lines.append(f"| {seed} | {name} | {s['HOTA']:.1f} | {s['IDF1']:.1f} | {s['AssA']:.1f} | {s['IDSW']:.0f} | "
                      f"{ids} / {people(sequence)} | {seconds} | {mb} |")

@@ -43,6 +43,16 @@ MinPart = Annotated[int, Range(lo=1)]
 
 
 @dataclass(frozen=True)
+class Settings:
+    """link_tracks.py's knobs of the method, with its defaults (README.md, stage 9)."""
+
+    samples: PositiveInt = 32
+    split_distance: Distance = 0.2
+    min_part: MinPart = 6
+    link_similarity: Similarity = 0.2
+
+
+@dataclass(frozen=True)
 class Pieces:
     """Tracklet pieces: each box's piece, and each piece's tracklet and sampled rows."""
 
@@ -126,7 +136,8 @@ def _cuts(x: np.ndarray, min_part: int, split_distance: float, depth: int) -> li
 
 @checked
 def split(tracklet: np.ndarray, frame: np.ndarray, sampled: np.ndarray, features: np.ndarray,
-          split_distance: Distance = 0.25, min_part: MinPart = 4, max_depth: PositiveInt = 3) -> Pieces:
+          split_distance: Distance = Settings.split_distance, min_part: MinPart = Settings.min_part,
+          max_depth: PositiveInt = 3) -> Pieces:
     """Cut each tracklet where its player changes (module docstring, step 2).
 
     `tracklet`, `frame`: every box's tracklet index and frame; `sampled`: the rows embedded
@@ -169,7 +180,7 @@ def co_occurring(of_row: np.ndarray, frame: np.ndarray, n_pieces: int) -> sp.csr
 
 @checked
 def link(pieces: Pieces, features: np.ndarray, frame: np.ndarray,
-         link_similarity: Similarity = 0.8) -> tuple[np.ndarray, np.ndarray]:
+         link_similarity: Similarity = Settings.link_similarity) -> tuple[np.ndarray, np.ndarray]:
     """(identity (P,) int64 numbered largest first, confidence (P,) float32) of each piece
     (module docstring, step 3). A piece with no embedded box stays an identity of its own."""
     n = len(pieces)
@@ -232,16 +243,6 @@ def piece_confidence(sums: np.ndarray, counts: np.ndarray, identity: np.ndarray,
     own, other = np.clip(own, 0, 1), np.clip(np.where(np.isfinite(other), other, 0), 0, 1)
     conf = np.where(own + other > 0, own / np.maximum(own + other, 1e-12), 0.5)
     return np.where(counts > 0, conf, 0.5).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """link_tracks.py's knobs of the method, with its defaults (README.md, stage 9)."""
-
-    samples: PositiveInt = 32
-    split_distance: Distance = 0.25
-    min_part: MinPart = 4
-    link_similarity: Similarity = 0.5
 
 
 @dataclass(frozen=True)
