@@ -25,7 +25,7 @@ demo: setup
 	$(PY) demo.py
 
 clean-demo:
-	rm -rf data/synthetic checkpoints/demo outputs/demo
+	rm -rf data/synthetic data/synthetic_clip_crops data/synthetic_clips checkpoints/demo outputs/demo
 
 # BoxMOT (AGPL-3.0; pins pandas<3, opencv-python<5) in an environment of its own, for bench/link_tracks.py.
 boxmot-env: .venv-boxmot/bin/python

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import shutil
 import subprocess
 from contextlib import redirect_stderr, redirect_stdout
@@ -24,7 +25,8 @@ from reid.rerank import KINDS
 SIZES = (32, 48)
 FUSE = ["sim_fuse.py", "dissim_fuse.py", "sim_fuse.py"]
 STAGES = ["download.py", "preprocess_data.py", "train_our_post_resnet.py", "train_our_post_resnet.py",
-          "predict.py", *FUSE, *FUSE, "identify.py"]
+          "predict.py", *FUSE, *FUSE, "identify.py", "download.py", "preprocess_data.py",
+          "train_our_post_resnet.py", "download.py", "track.py", "link_tracks.py"]
 
 
 def forbidden(*args, **kwargs):
@@ -80,6 +82,8 @@ def test_runs_every_stage_in_process_and_scores_every_matrix(cfg: demo.Config, f
     assert f"{len(identities)} images -> {identities['identity'].nunique()} identities" in first_run
     assert "against the ground truth: ARI" in first_run
     assert (cfg.out_dir / "lite0_32" / "test" / "ranked.png").is_file()
+    assert re.search(r"synth-0-01: tracker HOTA [\d.]+ / IDF1 [\d.]+ -> linked [\d.]+ / [\d.]+", first_run)
+    assert (cfg.out_dir / "link_tracks" / "tracks.txt").is_file()
 
 
 @pytest.mark.slow
