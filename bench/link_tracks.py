@@ -67,8 +67,8 @@ def clip_of(cfg: Config, seed: int, size: Size) -> Path:
 
 
 def tracked(cfg: Config, sequence: Path) -> MotRows:
-    """The tracker's output for a clip, written beside the bench's other files."""
-    out = cfg.work_dir / f"{sequence.name}-{cfg.tracker}.txt"
+    """The tracker's output for a clip, made once beside the clip (as are the features and results)."""
+    out = sequence.parent.parent / f"{cfg.tracker}.txt"
     if not out.is_file():
         info = read_seqinfo(sequence)
         write_mot(out, *track(read_mot(sequence / "det" / "det.txt", "detections"), info.frames, cfg.tracker,
@@ -78,7 +78,7 @@ def tracked(cfg: Config, sequence: Path) -> MotRows:
 
 def all_features(cfg: Config, sequence: Path, rows: MotRows, usable: np.ndarray) -> np.ndarray:
     """Unit features of every usable box (zeros elsewhere), embedded once and kept."""
-    path = cfg.work_dir / f"{sequence.name}-{cfg.tracker}-features.npy"
+    path = sequence.parent.parent / f"{cfg.tracker}-features.npy"
     if path.is_file():
         return np.load(path)
     info = read_seqinfo(sequence)
@@ -99,10 +99,10 @@ def run_gta(cfg: Config, sequence: Path, rows: MotRows, features: np.ndarray, us
     alone) on the usable boxes and their features."""
     if not cfg.boxmot_python.is_file():
         raise ReidError(f"--boxmot_python={cfg.boxmot_python}: no such interpreter; make boxmot-env installs one")
-    source = cfg.work_dir / f"{sequence.name}-gta-in.npz"
+    source = sequence.parent.parent / "gta-in.npz"
     np.savez(source, frame=rows.frame[usable], id=rows.id[usable], box=rows.box[usable], conf=rows.conf[usable],
              feat=features[usable])
-    out = cfg.work_dir / f"{sequence.name}-gta-{steps}.txt"
+    out = sequence.parent.parent / f"gta-{steps}.txt"
     _, seconds, peak = measured(cfg.boxmot_python, REPO / "bench" / "gta_boxmot.py", [str(source), str(out), steps])
     return out, seconds, peak
 
@@ -128,7 +128,7 @@ def run_ours(cfg: Config, sequence: Path, rows: MotRows, features: np.ndarray,
     seconds = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
     tracemalloc.stop()
-    out = cfg.work_dir / f"{sequence.name}-ours.txt"
+    out = sequence.parent.parent / "link_tracks.txt"
     write_mot(out, rows.frame, linked.new_id, rows.box, rows.conf)
     return out, seconds, peak, int(linked.identity.max()) + 1
 
@@ -162,7 +162,7 @@ def timing(cfg: Config) -> str:
     """A full clip through link_tracks.py in a fresh process: (boxes, wall seconds, peak MiB)."""
     sequence = clip_of(cfg, 0, "full")
     rows = tracked(cfg, sequence)
-    out = cfg.work_dir / "full-linked"
+    out = sequence.parent.parent / "linked"
     if out.exists():
         shutil.rmtree(out)
     said, wall, peak = measured(sys.executable, REPO / "link_tracks.py", [
