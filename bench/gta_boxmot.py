@@ -17,12 +17,13 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from boxmot.postprocessing.gta import Tracklet, get_spatial_constraints, merge_tracklets_batched, split_tracklets
 
 SPATIAL_FACTOR = 1.0
 
 
 def main(source: str, out: str, steps: str = "split") -> None:
+    from boxmot.postprocessing.gta import Tracklet, get_spatial_constraints, merge_tracklets_batched, split_tracklets
+
     data = np.load(source)
     frame, ids, box, conf, feat = data["frame"], data["id"], data["box"], data["conf"], data["feat"]
     tracklets = {}

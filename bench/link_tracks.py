@@ -37,7 +37,7 @@ from reid.frames import ImageFolder, cut_crops, inside
 from reid.fusion import fuse_features
 from reid.linking import Settings, link_tracklets
 from reid.mot import MotRows, read_mot, read_seqinfo, write_mot
-from reid.rules import Checked, Count, Items
+from reid.rules import Checked, Count, Items, PositiveInt
 from reid.synthetic.clips import CLIPS, generate_clips, sequence_names
 from reid.synthetic.planning import Size
 from reid.track_metrics import tracking_scores
@@ -55,7 +55,7 @@ class Config(Checked):
     boxmot_python: Path = Path(".venv-boxmot/bin/python")  # an interpreter with boxmot installed
     work_dir: Path = Path("outputs/bench_link_tracks")  # clips, tracks and features (reused when there)
     timing: bool = False  # also link a whole-game clip end to end in a fresh process
-    batch_size: int = 128  # crops per forward pass while embedding every box
+    batch_size: PositiveInt = 128  # crops per forward pass while embedding every box
 
 
 def clip_of(cfg: Config, seed: int, size: Size) -> Path:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from reid.errors import ReidError
 from reid.images import read_image
 from reid.mot import SequenceInfo
+from reid.rules import Count, checked
 
 MIN_SIDE = 2  # pixels: a clipped box narrower or lower than this is no crop
 
@@ -87,7 +88,8 @@ class Video:
             capture.release()
 
 
-def clip_boxes(box: np.ndarray, width: int, height: int) -> np.ndarray:
+@checked
+def clip_boxes(box: np.ndarray, width: Count, height: Count) -> np.ndarray:
     """(n, 4) x0, y0, x1, y1 integer pixel bounds of xywh boxes cut to the frame."""
     x0 = np.clip(np.floor(box[:, 0]), 0, width)
     y0 = np.clip(np.floor(box[:, 1]), 0, height)
@@ -96,7 +98,8 @@ def clip_boxes(box: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([x0, y0, x1, y1], axis=1).astype(np.int64)
 
 
-def inside(box: np.ndarray, width: int, height: int) -> np.ndarray:
+@checked
+def inside(box: np.ndarray, width: Count, height: Count) -> np.ndarray:
     """(n,) bool: whether at least MIN_SIDE x MIN_SIDE pixels of each xywh box lie in the frame."""
     edges = clip_boxes(box, width, height)
     return (edges[:, 2] - edges[:, 0] >= MIN_SIDE) & (edges[:, 3] - edges[:, 1] >= MIN_SIDE)

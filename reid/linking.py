@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from reid.errors import ReidError
-from reid.rules import PositiveInt, Range, checked
+from reid.rules import Count, PositiveInt, Range, checked
 
 Similarity = Annotated[float, Range(lo=-1, hi=1)]
 Distance = Annotated[float, Range(lo=0, hi=2)]
@@ -109,7 +109,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def best_cut(x: np.ndarray, min_part: int) -> tuple[int, float]:
+@checked
+def best_cut(x: np.ndarray, min_part: MinPart) -> tuple[int, float]:
     """(c, distance): the cut of the time-ordered rows `x` into x[:c] and x[c:] (each at least
     `min_part` rows) whose mean unit features are farthest apart in cosine distance; (0, 0) when
     `x` is too short to cut."""
@@ -167,7 +168,8 @@ def split(tracklet: np.ndarray, frame: np.ndarray, sampled: np.ndarray, features
     return Pieces(of_row, np.asarray(owner, dtype=np.int64), parts)
 
 
-def co_occurring(of_row: np.ndarray, frame: np.ndarray, n_pieces: int) -> sp.csr_matrix:
+@checked
+def co_occurring(of_row: np.ndarray, frame: np.ndarray, n_pieces: Count) -> sp.csr_matrix:
     """(P, P) sparse bool: which pieces have a box in a common frame (by piece x frame incidence)."""
     frames, column = np.unique(frame, return_inverse=True)
     incidence = sp.csr_matrix((np.ones(len(frame), dtype=np.float32), (of_row, column)),

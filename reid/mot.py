@@ -20,6 +20,7 @@ import numpy as np
 
 from reid.errors import ReidError
 from reid.files import write_text
+from reid.rules import PositiveInt, checked
 
 Kind = Literal["tracks", "detections"]
 IMAGE_DIR = "img1"
@@ -115,7 +116,8 @@ def _refuse_repeats(path: Path, frame: np.ndarray, ids: np.ndarray, numbers: lis
                                            f"(row {numbers[first]}): one box per id and frame")
 
 
-def check_frames(rows: MotRows, frames: int, source: str) -> None:
+@checked
+def check_frames(rows: MotRows, frames: PositiveInt, source: str) -> None:
     """Refuse a row whose frame is past the end of its sequence or video (`frames` long)."""
     past = np.flatnonzero(rows.frame > frames)
     if len(past):

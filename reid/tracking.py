@@ -16,11 +16,13 @@ from tqdm import tqdm
 
 from reid.errors import ReidError
 from reid.mot import MotRows
+from reid.rules import NonNegative, Positive, PositiveInt, checked
 
 Tracker = Literal["bytetrack", "ocsort", "sort"]
 
 
-def make_tracker(name: Tracker, fps: float, lost_frames: int):
+@checked
+def make_tracker(name: Tracker = "bytetrack", fps: Positive = 25.0, lost_frames: PositiveInt = 30):
     """A `trackers` tracker, its lost-track buffer `lost_frames` frames at the sequence's rate."""
     import trackers
 
@@ -29,8 +31,9 @@ def make_tracker(name: Tracker, fps: float, lost_frames: int):
     return cls(lost_track_buffer=lost_frames, frame_rate=fps)
 
 
-def track(detections: MotRows, frames: int, tracker: Tracker = "bytetrack", fps: float = 25.0,
-          lost_frames: int = 30, min_conf: float = 0.0,
+@checked
+def track(detections: MotRows, frames: PositiveInt, tracker: Tracker = "bytetrack", fps: Positive = 25.0,
+          lost_frames: PositiveInt = 30, min_conf: NonNegative = 0.0,
           progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(frame, id from 1, xywh box, conf) of every detection the tracker assigned to a track,
     frame by frame over frames 1..`frames` (frames without detections are still stepped, so the
