@@ -51,7 +51,9 @@ class Config(Checked):
     samples: PositiveInt = Settings.samples  # boxes embedded per tracklet at most (bounds time and memory)
     split_distance: Distance = Settings.split_distance  # cut where two parts' mean features are this far apart
     min_part: MinPart = Settings.min_part  # sampled boxes on each side of a cut at least
-    link_similarity: Similarity = Settings.link_similarity  # merge while mean pair similarity exceeds this
+    link_similarity: Similarity = Settings.link_similarity  # merge while mean pair Jaccard similarity exceeds this
+    k1: PositiveInt = Settings.k1  # k-reciprocal neighbours of each embedded box
+    k2: PositiveInt = Settings.k2  # their local query expansion
     batch_size: PositiveInt = 64  # crops per forward pass
     num_workers: Count = 2  # image-preprocessing threads
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when available
@@ -133,7 +135,7 @@ def write_linked(cfg: Config, frames: Frames, rows: MotRows, truth: Path | None)
         sources.extend(used)
         return features
 
-    settings = Settings(cfg.samples, cfg.split_distance, cfg.min_part, cfg.link_similarity)
+    settings = Settings(cfg.samples, cfg.split_distance, cfg.min_part, cfg.link_similarity, cfg.k1, cfg.k2)
     linked = link_tracklets(rows.frame, rows.id, rows.box, rows.conf, usable, embed, settings)
     seconds = time.perf_counter() - started
     pieces, identity = linked.pieces, linked.identity
