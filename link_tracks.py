@@ -1,7 +1,6 @@
 """Stage 9: a tracker's tracklets -> player identities across a game, in the tracker's own format.
 
-    python link_tracks.py --sequence=data/clips/clips/synth-0-01 --tracks=outputs/track/synth-0-01.txt \\
-        --checkpoints=checkpoints/clips/lite0_96 --out_dir=outputs/link
+    python link_tracks.py --sequence=SEQ --tracks=tracks.txt --checkpoints=checkpoints/clips/lite0_96 --out_dir=out
     python link_tracks.py --video=game.mp4 --tracks=game_tracks.txt --checkpoints=model.onnx --out_dir=out
 
 Each tracklet is embedded at a bounded sample of its boxes, cut where its player changes and

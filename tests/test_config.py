@@ -77,7 +77,7 @@ def test_help_says_what_each_number_allows():
 
 
 STAGES = ["download.py", "preprocess_data.py", "train_our_post.py", "train_our_post_resnet.py", "predict.py",
-          "sim_fuse.py", "dissim_fuse.py", "export.py", "identify.py", "demo.py"]
+          "sim_fuse.py", "dissim_fuse.py", "export.py", "identify.py", "demo.py", "track.py", "link_tracks.py"]
 # (script, the bad argument, words the one line must hold), generated from each field's rules
 CASES = [(script, bad, words) for script in STAGES
          for bad, words in bad_arguments(importlib.import_module(Path(script).stem).Config)]
