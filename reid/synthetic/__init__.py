@@ -28,7 +28,8 @@ byte-identical for a seed whatever the number of worker processes.
 Modules, each importing only those above it: `palette` (colours, letters, fonts), `planning`
 (counts, sequences, file names), `identities` (kits and looks), `arena` (the background),
 `poses`, `skeleton` (joint positions), `drawing` (a person), `camera` (a crop's finish),
-`crops` (a sequence's crops), `preview` (the contact sheet), `dataset` (the files on disk).
+`crops` (a sequence's crops), `preview` (the contact sheet), `dataset` (the files on disk), and
+`clips` (whole game clips in the MOTChallenge layout, and crops of other clips to train a linker).
 """
 
 from reid.splits import GROUND_TRUTH
