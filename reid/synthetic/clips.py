@@ -308,9 +308,9 @@ def generate_clip_crops(data_dir: Path, size: Size = "small", seed: Count = 0, e
                         min_visibility: Probability = 0.6, progress: bool = True) -> Path:
     """Write crops of clips' ground-truth boxes under `<data_dir>/data_reid/` in the `folders`
     layout (`train/<clip>-<person>/<clip>/<frame>.jpg`, every `every`-th frame of a person at
-    least `min_visibility` visible): training data for a model that links tracks. The clips are
-    made with seeds from `seed * 1000` up, `CLIP_SIZES[size]` clips of 150 frames... each its
-    own arena and people, so none of them is in the clips of seeds below 1000."""
+    least `min_visibility` visible): training data for a model that links tracks. It draws 4, 24
+    or 96 clips (tiny, small, full) of 150 frames with clip seeds from 1000 + 1000 * seed up, each
+    its own arena and people, so none of them is in the clips of seeds below 1000."""
     from tqdm import tqdm
 
     target = Path(data_dir) / "data_reid"
