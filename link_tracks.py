@@ -129,9 +129,10 @@ def write_linked(cfg: Config, frames: Frames, rows: MotRows, truth: Path | None)
     sources: list[dict] = []
 
     def embed(sampled: np.ndarray) -> np.ndarray:
-        crops.extend(cut_crops(frames, rows.frame[sampled], rows.box[sampled], progress=True))
-        features, used = embed_crops(cfg, crops)
-        sources.extend(used)
+        new = cut_crops(frames, rows.frame[sampled], rows.box[sampled], progress=True)
+        crops.extend(new)
+        features, used = embed_crops(cfg, new)
+        sources[:] = used
         return features
 
     settings = Settings(cfg.samples, cfg.split_distance, cfg.min_part, cfg.link_similarity, cfg.k1, cfg.k2)
