@@ -1,13 +1,14 @@
 """BoxMOT's GTA on given tracks and features: run by bench/link_tracks.py in BoxMOT's own environment.
 
-    .venv-boxmot/bin/python bench/gta_boxmot.py IN.npz OUT.txt [split|connect]
+    .venv-boxmot/bin/python bench/gta_boxmot.py IN.npz OUT.txt [split|connect] [MERGE_DISTANCE]
 
 IN.npz holds every box of a tracks file (frame, id, box xywh, conf) and its unit feature (feat);
 OUT.txt gets the boxes with GTA's ids. GTA (Sun et al., ACCV 2024 workshop) as BoxMOT 25 ships
 its algorithms (`boxmot.postprocessing.gta`), with their defaults: the splitter (DBSCAN, eps
 0.7, min_samples 10, at most 3 identities a tracklet, tracklets of 100 boxes or more) and the
 batched connector (cosine distance below 0.4, batches of 50), and the paper's spatial factor 1.
-`connect` runs the connector alone (the paper's ablation without the splitter).
+`connect` runs the connector alone (the paper's ablation without the splitter);
+MERGE_DISTANCE replaces the connector's cosine-distance threshold (default 0.4).
 This file imports only BoxMOT and NumPy, so it needs none of this project's packages; BoxMOT
 pins pandas<3 and opencv-python<5, hence an environment of its own (make boxmot-env).
 """
@@ -21,7 +22,7 @@ import numpy as np
 SPATIAL_FACTOR = 1.0
 
 
-def main(source: str, out: str, steps: str = "split") -> None:
+def main(source: str, out: str, steps: str = "split", merge_distance: str = "0.4") -> None:
     from boxmot.postprocessing.gta import Tracklet, get_spatial_constraints, merge_tracklets_batched, split_tracklets
 
     data = np.load(source)
@@ -35,7 +36,8 @@ def main(source: str, out: str, steps: str = "split") -> None:
     if steps == "split":
         tracklets = split_tracklets(tracklets)
     max_x, max_y = get_spatial_constraints(tracklets, SPATIAL_FACTOR)
-    merged = merge_tracklets_batched(tracklets, max_x_range=max_x, max_y_range=max_y)
+    merged = merge_tracklets_batched(tracklets, max_x_range=max_x, max_y_range=max_y,
+                                     merge_dist_thres=float(merge_distance))
     with open(out, "w") as f:
         for new_id, (_, track) in enumerate(sorted(merged.items()), 1):
             for t, b, s in zip(track.times, track.bboxes, track.scores, strict=True):
@@ -43,4 +45,4 @@ def main(source: str, out: str, steps: str = "split") -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
