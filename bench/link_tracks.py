@@ -31,11 +31,10 @@ from typing import Annotated
 
 import numpy as np
 
-from reid.api import open_embedder
+import link_tracks
 from reid.config import format_config, run
 from reid.errors import ReidError
 from reid.frames import ImageFolder, cut_crops, inside
-from reid.fusion import fuse_features
 from reid.linking import Settings, link_tracklets
 from reid.mot import MotRows, read_mot, read_seqinfo, write_mot
 from reid.rules import Checked, Count, Items, PositiveInt
@@ -82,16 +81,16 @@ def tracked(cfg: Config, sequence: Path) -> MotRows:
 
 
 def all_features(cfg: Config, sequence: Path, rows: MotRows, usable: np.ndarray) -> np.ndarray:
-    """Unit features of every usable box (zeros elsewhere), embedded once and kept."""
+    """Unit features of every usable box (zeros elsewhere), embedded as link_tracks.py embeds its
+    samples, once, and kept."""
     path = sequence.parent.parent / f"{cfg.tracker}-features.npy"
     if path.is_file():
         return np.load(path)
     info = read_seqinfo(sequence)
     rows_in = np.flatnonzero(usable)
     crops = cut_crops(ImageFolder(sequence, info), rows.frame[rows_in], rows.box[rows_in])
-    parts = [open_embedder(c, "cpu").embed(crops, batch_size=cfg.batch_size, progress=True, desc=str(c))
-             for c in cfg.checkpoints]
-    fused = fuse_features(parts)
+    fused, _ = link_tracks.embed_crops(link_tracks.Config(checkpoints=cfg.checkpoints, device="cpu",
+                                                          batch_size=cfg.batch_size), crops)
     out = np.zeros((len(rows), fused.shape[1]), dtype=np.float32)
     out[rows_in] = fused
     np.save(path, out)
